@@ -1,0 +1,75 @@
+"""Prefect server (UI on the same port) and the ``suite`` process work pool."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+
+from suite.errors import ServiceUnavailable
+from suite.platform.service import Service, http_ok
+from suite.settings import Settings, child_env
+
+WORK_POOL = "suite"
+PREFECT_HINT = "pip install prefect"
+
+
+def prefect_env(settings: Settings) -> dict[str, str]:
+    """Environment for every Prefect process: server, workers and the CLI calls we make."""
+    env = child_env(settings)
+    env.update(
+        PREFECT_HOME=str(settings.dir("prefect")),
+        PREFECT_API_URL=settings.prefect_api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_API_URL=settings.prefect_api_url,
+        PREFECT_SERVER_API_HOST=settings.host,
+        PREFECT_SERVER_API_PORT=str(settings.port("prefect")),
+        MLFLOW_TRACKING_URI=settings.mlflow_uri,
+    )
+    if settings.database == "postgres":
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+            f"postgresql+asyncpg://postgres@{settings.host}:{settings.port('postgres')}/prefect"
+        )
+    else:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+            f"sqlite+aiosqlite:///{settings.dir('prefect', 'prefect.db')}"
+        )
+    return env
+
+
+class PrefectServerService(Service):
+    name = "prefect"
+    port_key = "prefect"
+    binaries = {"prefect": PREFECT_HINT}
+    start_timeout = 90.0
+
+    @property
+    def requires(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("postgres",) if self.settings.database == "postgres" else ()
+
+    def env(self) -> dict[str, str]:
+        return prefect_env(self.settings)
+
+    def argv(self) -> list[str]:
+        return [self.binary("prefect"), "server", "start",
+                "--host", self.settings.host, "--port", str(self.port)]
+
+    def healthy(self) -> bool:
+        return http_ok(self.url + "/api/health")
+
+    def after_start(self) -> None:
+        resp = httpx.get(f"{self.settings.prefect_api_url}/work_pools/{WORK_POOL}", timeout=10)
+        if resp.status_code == 200:
+            return
+        result = subprocess.run(  # noqa: S603
+            [self.binary("prefect"), "work-pool", "create", WORK_POOL, "--type", "process"],
+            env=prefect_env(self.settings), capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceUnavailable(
+                f"creating work pool {WORK_POOL!r} failed: {result.stdout[-500:]}{result.stderr[-500:]}"
+            )
+
+    def detail(self) -> str:
+        return f"UI {self.url} · db {self.settings.database}"
+

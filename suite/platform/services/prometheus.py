@@ -1,0 +1,54 @@
+"""Prometheus: scrapes itself and every target file dropped into ``prometheus/targets``.
+
+Releases add their targets with file-based discovery; the scrape interval is short (1 s) so each
+canary analysis step has enough points.
+"""
+
+from __future__ import annotations
+
+from suite.platform.service import Service, http_ok
+
+SCRAPE_INTERVAL = "1s"
+
+
+class PrometheusService(Service):
+    name = "prometheus"
+    port_key = "prometheus"
+    binaries = {"prometheus": "apt-get install prometheus"}
+    start_timeout = 60.0
+
+    @property
+    def targets_dir(self):  # type: ignore[no-untyped-def]
+        return self.state_dir / "targets"
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "data").mkdir(exist_ok=True)
+        (self.state_dir / "prometheus.yml").write_text(
+            f"""global:
+  scrape_interval: {SCRAPE_INTERVAL}
+  evaluation_interval: {SCRAPE_INTERVAL}
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["{self.settings.host}:{self.port}"]
+  - job_name: suite
+    file_sd_configs:
+      - files: ["{self.targets_dir}/*.json", "{self.targets_dir}/*.yml"]
+        refresh_interval: 5s
+"""
+        )
+
+    def argv(self) -> list[str]:
+        return [
+            self.binary("prometheus"),
+            f"--config.file={self.state_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.state_dir / 'data'}",
+            f"--web.listen-address={self.settings.host}:{self.port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=7d",
+        ]
+
+    def healthy(self) -> bool:
+        return http_ok(self.url + "/-/ready")

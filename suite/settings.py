@@ -1,0 +1,143 @@
+"""Settings: the only module that reads the process environment.
+
+Every other module receives a :class:`Settings` (or values taken from it) as an argument, so a
+test can run a whole platform under its own home directory and ports without touching a user's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from suite.errors import ConfigError
+
+DEFAULT_PORTS: dict[str, int] = {
+    "vault": 8200,
+    "prefect": 4200,
+    "mlflow": 5001,
+    "prometheus": 9090,
+    "registry": 5000,
+    "postgres": 55432,
+}
+
+DATABASES = ("sqlite", "postgres")
+
+
+def _int_env(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={raw!r} is not an integer (expected e.g. {default})") from exc
+    return value
+
+
+def _path_env(env: Mapping[str, str], key: str) -> Path | None:
+    raw = env.get(key)
+    return Path(raw) if raw else None
+
+
+def check_port(name: str, port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port for {name} is {port} (expected 1..65535)")
+    return port
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the local platform keeps its state and which ports it binds (always 127.0.0.1)."""
+
+    home: Path
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    workers: int = 2
+    database: str = "sqlite"
+    host: str = "127.0.0.1"
+    worker_query_seconds: int = 2
+    start_timeout: float = 90.0
+    #: set in worker processes: log in to Vault with AppRole instead of the admin token
+    vault_role_id_file: Path | None = None
+    vault_secret_id_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name, port in self.ports.items():
+            check_port(name, port)
+        if self.database not in DATABASES:
+            raise ConfigError(
+                f"database {self.database!r} is not supported (expected one of {DATABASES})"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"workers is {self.workers} (expected 0 or more)")
+
+    def port(self, name: str) -> int:
+        try:
+            return self.ports[name]
+        except KeyError as exc:
+            raise ConfigError(f"no port configured for service {name!r}") from exc
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port(name)}"
+
+    def dir(self, *parts: str) -> Path:
+        return self.home.joinpath(*parts)
+
+    @property
+    def vault_addr(self) -> str:
+        return self.url("vault")
+
+    @property
+    def prefect_api_url(self) -> str:
+        return self.url("prefect") + "/api"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.url("mlflow")
+
+    def with_overrides(
+        self,
+        *,
+        ports: Mapping[str, int] | None = None,
+        workers: int | None = None,
+        database: str | None = None,
+    ) -> Settings:
+        merged = dict(self.ports)
+        merged.update(ports or {})
+        return replace(
+            self,
+            ports=merged,
+            workers=self.workers if workers is None else workers,
+            database=self.database if database is None else database,
+        )
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment (``SUITE_HOME``, ``SUITE_<SERVICE>_PORT``, ...)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("SUITE_HOME") or Path.cwd() / ".suite").expanduser().resolve()
+    ports = {
+        name: _int_env(env, f"SUITE_{name.upper()}_PORT", default)
+        for name, default in DEFAULT_PORTS.items()
+    }
+    return Settings(
+        home=home,
+        ports=ports,
+        workers=_int_env(env, "SUITE_WORKERS", 2),
+        database=env.get("SUITE_DATABASE", "sqlite"),
+        worker_query_seconds=_int_env(env, "SUITE_WORKER_QUERY_SECONDS", 2),
+        vault_role_id_file=_path_env(env, "SUITE_VAULT_ROLE_ID_FILE"),
+        vault_secret_id_file=_path_env(env, "SUITE_VAULT_SECRET_ID_FILE"),
+    )
+
+
+def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for platform child processes: the caller's, plus the platform's coordinates."""
+    base = dict(os.environ if env is None else env)
+    base["SUITE_HOME"] = str(settings.home)
+    for name, port in settings.ports.items():
+        base[f"SUITE_{name.upper()}_PORT"] = str(port)
+    base["SUITE_DATABASE"] = settings.database
+    base.setdefault("PYTHONUNBUFFERED", "1")
+    return base
