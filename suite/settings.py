@@ -6,10 +6,12 @@ test can run a whole platform under its own home directory and ports without tou
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from suite.errors import ConfigError
 
@@ -113,19 +115,34 @@ class Settings:
         )
 
 
+def _saved(home: Path) -> dict[str, Any]:
+    """What the last `suite up` used (``platform.json``), so later commands find the same ports."""
+    try:
+        data = json.loads((home / "platform.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from the environment (``SUITE_HOME``, ``SUITE_<SERVICE>_PORT``, ...)."""
+    """Settings from the environment over the saved platform config over the defaults.
+
+    ``SUITE_HOME`` (default ``./.suite``), ``SUITE_<SERVICE>_PORT``, ``SUITE_WORKERS``,
+    ``SUITE_DATABASE``, ``SUITE_WORKER_QUERY_SECONDS``.
+    """
     env = os.environ if env is None else env
     home = Path(env.get("SUITE_HOME") or Path.cwd() / ".suite").expanduser().resolve()
+    saved = _saved(home)
+    saved_ports = {k: int(v) for k, v in dict(saved.get("ports") or {}).items()}
     ports = {
-        name: _int_env(env, f"SUITE_{name.upper()}_PORT", default)
+        name: _int_env(env, f"SUITE_{name.upper()}_PORT", saved_ports.get(name, default))
         for name, default in DEFAULT_PORTS.items()
     }
     return Settings(
         home=home,
         ports=ports,
-        workers=_int_env(env, "SUITE_WORKERS", 2),
-        database=env.get("SUITE_DATABASE", "sqlite"),
+        workers=_int_env(env, "SUITE_WORKERS", int(saved.get("workers", 2))),
+        database=env.get("SUITE_DATABASE") or str(saved.get("database", "sqlite")),
         worker_query_seconds=_int_env(env, "SUITE_WORKER_QUERY_SECONDS", 2),
         vault_role_id_file=_path_env(env, "SUITE_VAULT_ROLE_ID_FILE"),
         vault_secret_id_file=_path_env(env, "SUITE_VAULT_SECRET_ID_FILE"),

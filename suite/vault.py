@@ -41,7 +41,9 @@ path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
 
 ADMIN_POLICY = f"""
 # suite-admin: the platform operator's everyday token (CLI), instead of the root token.
-path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{ capabilities = ["create", "read", "update", "patch", "delete"] }}
+path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
+  capabilities = ["create", "read", "update", "patch", "delete"]
+}}
 path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list", "delete"] }}
 path "transit/sign/{SIGN_KEY}" {{ capabilities = ["update"] }}
 path "transit/verify/{SIGN_KEY}" {{ capabilities = ["update"] }}
@@ -145,9 +147,9 @@ def bootstrap(settings: Settings) -> None:
     client.auth.approle.create_or_update_approle(
         role_name=WORKER_ROLE,
         token_policies=[WORKER_ROLE],
-        token_ttl="1h",
-        token_max_ttl="24h",
-        secret_id_ttl="0",
+        token_ttl="1h",  # noqa: S106 - a duration, not a secret
+        token_max_ttl="24h",  # noqa: S106
+        secret_id_ttl="0",  # noqa: S106
     )
     vdir = vault_dir(settings)
     role_id = client.auth.approle.read_role_id(role_name=WORKER_ROLE)["data"]["role_id"]
@@ -231,7 +233,9 @@ def put_secret(vault: hvac.Client, path: str, key: str, value: str) -> int:
     kv = vault.secrets.kv.v2
     full = _kv_path(path)
     try:
-        current = kv.read_secret_version(path=full, mount_point=KV_MOUNT, raise_on_deleted_version=True)
+        current = kv.read_secret_version(
+            path=full, mount_point=KV_MOUNT, raise_on_deleted_version=True
+        )
         data = dict(current["data"]["data"])
     except hvac.exceptions.InvalidPath:
         data = {}
@@ -239,7 +243,9 @@ def put_secret(vault: hvac.Client, path: str, key: str, value: str) -> int:
     try:
         result = kv.create_or_update_secret(path=full, secret=data, mount_point=KV_MOUNT)
     except hvac.exceptions.VaultError as exc:
-        raise VaultError(f"writing secret {full!r} key {key!r} failed: {type(exc).__name__}") from exc
+        raise VaultError(
+            f"writing secret {full!r} key {key!r} failed: {type(exc).__name__}"
+        ) from exc
     return int(result["data"]["version"])
 
 
@@ -250,7 +256,9 @@ def get_secret(vault: hvac.Client, path: str, key: str) -> str:
             path=full, mount_point=KV_MOUNT, raise_on_deleted_version=True
         )
     except hvac.exceptions.InvalidPath as exc:
-        raise ConfigError(f"no secret at {KV_MOUNT}/{full}; set it with `suite secrets put`") from exc
+        raise ConfigError(
+            f"no secret at {KV_MOUNT}/{full}; set it with `suite secrets put`"
+        ) from exc
     except hvac.exceptions.Forbidden as exc:
         raise VaultError(f"permission denied reading {KV_MOUNT}/{full}") from exc
     data = current["data"]["data"]

@@ -105,7 +105,7 @@ def spawn(
     with open(log_path, "ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start {name}\n".encode())
         log.flush()
-        proc = subprocess.Popen(  # noqa: S603 - argv built from settings, never a shell
+        proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -113,7 +113,7 @@ def spawn(
             env=dict(env),
             cwd=str(cwd),
             start_new_session=True,
-            preexec_fn=preexec,  # noqa: PLW1509 - only used to drop to the postgres user
+            preexec_fn=preexec,
         )
     try:
         created = psutil.Process(proc.pid).create_time()

@@ -115,7 +115,11 @@ class Service:
     def env(self) -> dict[str, str]:
         return child_env(self.settings)
 
-    def preexec(self) -> None | object:
+    def extra_ports(self) -> list[int]:
+        """Ports besides ``port`` that the service binds (checked before start)."""
+        return []
+
+    def preexec(self) -> object | None:
         return None
 
     def healthy(self) -> bool:

@@ -56,12 +56,12 @@ class PostgresService(Service):
             if owner:
                 os.chown(path, *owner)
         if not (data / "PG_VERSION").exists():
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 [self.binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                  "-E", "UTF8"],
                 check=True,
                 capture_output=True,
-                preexec_fn=self._demote,  # noqa: PLW1509
+                preexec_fn=self._demote,
             )
 
     def argv(self) -> list[str]:
@@ -71,7 +71,7 @@ class PostgresService(Service):
         ]
 
     def healthy(self) -> bool:
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [self.binary("pg_isready"), "-h", self.settings.host, "-p", str(self.port), "-q"],
             check=False,
         )
@@ -80,12 +80,12 @@ class PostgresService(Service):
     def after_start(self) -> None:
         psql = [self.binary("psql"), "-h", self.settings.host, "-p", str(self.port),
                 "-U", "postgres", "-tAc"]
-        exists = subprocess.run(  # noqa: S603
+        exists = subprocess.run(
             [*psql, "SELECT 1 FROM pg_database WHERE datname='prefect'"],
             capture_output=True, text=True, check=False,
         )
         if exists.returncode != 0:
             raise ServiceUnavailable(f"postgres query failed: {exists.stderr.strip()}")
         if exists.stdout.strip() != "1":
-            subprocess.run([*psql, "CREATE DATABASE prefect"], check=True,  # noqa: S603
+            subprocess.run([*psql, "CREATE DATABASE prefect"], check=True,
                            capture_output=True)

@@ -61,13 +61,14 @@ class PrefectServerService(Service):
         resp = httpx.get(f"{self.settings.prefect_api_url}/work_pools/{WORK_POOL}", timeout=10)
         if resp.status_code == 200:
             return
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [self.binary("prefect"), "work-pool", "create", WORK_POOL, "--type", "process"],
             env=prefect_env(self.settings), capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             raise ServiceUnavailable(
-                f"creating work pool {WORK_POOL!r} failed: {result.stdout[-500:]}{result.stderr[-500:]}"
+                f"creating work pool {WORK_POOL!r} failed: "
+                f"{result.stdout[-500:]}{result.stderr[-500:]}"
             )
 
     def detail(self) -> str:

@@ -6,6 +6,8 @@ canary analysis step has enough points.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from suite.platform.service import Service, http_ok
 
 SCRAPE_INTERVAL = "1s"
@@ -18,7 +20,7 @@ class PrometheusService(Service):
     start_timeout = 60.0
 
     @property
-    def targets_dir(self):  # type: ignore[no-untyped-def]
+    def targets_dir(self) -> Path:
         return self.state_dir / "targets"
 
     def prepare(self) -> None:

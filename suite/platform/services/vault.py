@@ -1,4 +1,9 @@
-"""OpenBao (Vault API) with persistent file storage, initialised once and unsealed on start."""
+"""OpenBao (Vault API) with persistent storage, initialised once and unsealed on start.
+
+OpenBao 2.x has no ``file`` storage backend any more; its integrated storage (``raft``, one node)
+keeps everything in files under ``vault/data`` and is the persistent choice. Raft needs a cluster
+address: the Vault port + 1, checked like every other port.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +23,26 @@ class VaultService(Service):
         data.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         (self.state_dir / "config.hcl").write_text(
-            f'''storage "file" {{
+            f'''storage "raft" {{
   path = "{data}"
+  node_id = "suite"
 }}
 listener "tcp" {{
   address = "{self.settings.host}:{self.port}"
   tls_disable = true
 }}
 api_addr = "{self.url}"
-disable_mlock = true
+cluster_addr = "http://{self.settings.host}:{self.cluster_port}"
 ui = true
 '''
         )
+
+    @property
+    def cluster_port(self) -> int:
+        return (self.port or 0) + 1
+
+    def extra_ports(self) -> list[int]:
+        return [self.cluster_port]
 
     def argv(self) -> list[str]:
         return [self.binary("bao"), "server", "-config", str(self.state_dir / "config.hcl")]

@@ -7,6 +7,7 @@ never a token. Workers stop on SIGINT (SIGTERM makes them wait 20-30 s).
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import httpx
 
@@ -33,7 +34,7 @@ class WorkerService(Service):
         return f"suite-worker-{self.index}"
 
     @property
-    def state_dir(self):  # type: ignore[no-untyped-def]
+    def state_dir(self) -> Path:
         return self.settings.dir("prefect")
 
     @property

@@ -1,0 +1,49 @@
+"""Audit trail API for the stages: ``append(settings, ...)`` and ``verify(settings)``.
+
+Signing uses the caller's Vault identity: AppRole ``suite-worker`` inside workers, the admin token
+from the CLI (see :func:`suite.vault.client`).
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from suite.audit.record import AuditRecord
+from suite.audit.signer import TransitSigner
+from suite.audit.store import AuditTrail, VerifyReport
+from suite.settings import Settings
+from suite.vault import client as vault_client
+
+__all__ = ["AuditRecord", "AuditTrail", "VerifyReport", "append", "default_actor", "trail",
+           "verify"]
+
+
+def trail(settings: Settings) -> AuditTrail:
+    return AuditTrail(settings.dir("audit"), TransitSigner(vault_client(settings)))
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def append(
+    settings: Settings,
+    *,
+    actor: str | None = None,
+    action: str,
+    subject: str,
+    inputs: Any = None,
+    outcome: str = "ok",
+) -> AuditRecord:
+    return trail(settings).append(
+        actor=actor or default_actor(), action=action, subject=subject, inputs=inputs,
+        outcome=outcome,
+    )
+
+
+def verify(settings: Settings) -> VerifyReport:
+    return trail(settings).verify()

@@ -1,0 +1,149 @@
+"""`suite up | down | status | logs | env`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from suite import settings as settings_mod
+from suite.errors import ConfigError, SuiteError
+from suite.platform import manager, process
+from suite.platform.services import build
+from suite.settings import DEFAULT_PORTS, Settings
+
+
+def _port_overrides(values: list[str]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for item in values:
+        name, _, raw = item.partition("=")
+        if name not in DEFAULT_PORTS or not raw.isdigit():
+            raise ConfigError(
+                f"--port {item!r} is not NAME=PORT with NAME one of {', '.join(DEFAULT_PORTS)}"
+            )
+        ports[name] = int(raw)
+    return ports
+
+
+def _audit(settings: Settings, action: str, subject: str, inputs: dict[str, object]) -> None:
+    """Platform events are audited when Vault can sign them; never block a start or stop."""
+    from suite import audit
+
+    try:
+        audit.append(settings, action=action, subject=subject, inputs=inputs)
+    except SuiteError as exc:
+        print(f"warning: audit event {action} not recorded: {exc}", file=sys.stderr)
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = settings_mod.load().with_overrides(
+        ports=_port_overrides(args.port), workers=args.workers, database=args.database
+    )
+    began = time.monotonic()
+    result = manager.up(settings, only=args.only or None, report=_say)
+    elapsed = time.monotonic() - began
+    if result.started:
+        _audit(settings, "platform.up", ",".join(result.started),
+               {"ports": dict(settings.ports), "workers": settings.workers,
+                "database": settings.database})
+    print(f"platform up in {elapsed:.1f}s (started: {', '.join(result.started) or 'none'}; "
+          f"already running: {', '.join(result.already) or 'none'})")
+    _print_status(settings)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    running = [s.name for s in manager.status(settings) if s.running]
+    if running:
+        _audit(settings, "platform.down", ",".join(args.only or running), {})
+    stopped = manager.down(settings, only=args.only or None, report=_say)
+    print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+def _print_status(settings: Settings, as_json: bool = False) -> int:
+    rows = manager.status(settings)
+    if as_json:
+        print(json.dumps([{"name": r.name, "state": r.state, "url": r.url, "pid": r.pid,
+                           "detail": r.detail} for r in rows], indent=2))
+    else:
+        print(f"{'SERVICE':<11} {'STATE':<10} {'PID':>7}  {'URL':<30} DETAIL")
+        for r in rows:
+            print(f"{r.name:<11} {r.state:<10} {r.pid or '-':>7}  {r.url:<30} {r.detail}")
+    return 0 if all(r.healthy for r in rows) else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _print_status(settings_mod.load(), args.json)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    names = {s.name: s for s in build(settings)}
+    if args.service not in names:
+        raise ConfigError(f"unknown service {args.service!r} (known: {', '.join(names)})")
+    path = names[args.service].log_path
+    if not path.exists():
+        print(f"no log yet at {path}")
+        return 0
+    print(process.tail(path, args.lines))
+    if args.follow:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            fh.seek(0, 2)
+            try:
+                while True:
+                    line = fh.readline()
+                    if line:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                return 0
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    for key, value in {
+        "SUITE_HOME": str(settings.home),
+        "PREFECT_API_URL": settings.prefect_api_url,
+        "MLFLOW_TRACKING_URI": settings.mlflow_uri,
+        "VAULT_ADDR": settings.vault_addr,
+        "BAO_ADDR": settings.vault_addr,
+    }.items():
+        print(f"export {key}={value}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    up = sub.add_parser("up", help="start the local platform (only what is down)")
+    up.add_argument("--workers", type=int, default=None, help="Prefect process workers (2)")
+    up.add_argument("--database", choices=["sqlite", "postgres"], default=None,
+                    help="Prefect server database (sqlite; postgres for many workers)")
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+                    help="override a port, e.g. prefect=4300 (defaults: "
+                    + ", ".join(f"{k}={v}" for k, v in DEFAULT_PORTS.items()) + ")")
+    up.add_argument("--only", action="append", default=[], metavar="SERVICE",
+                    help="start only this service (and what it needs); repeatable")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop the local platform gracefully (data is kept)")
+    down.add_argument("--only", action="append", default=[], metavar="SERVICE")
+    down.set_defaults(func=cmd_down)
+    st = sub.add_parser("status", help="name, state, pid, URL of each service")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    logs = sub.add_parser("logs", help="show a service's log")
+    logs.add_argument("service")
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+    env = sub.add_parser("env", help="print shell exports for the platform's URLs")
+    env.set_defaults(func=cmd_env)
