@@ -25,6 +25,8 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 
 DATABASES = ("sqlite", "postgres")
+#: where the debootstrap rootfs of the base image is kept across homes and test runs
+DEFAULT_IMAGE_CACHE = Path("/var/cache/ultimate-suite")
 
 
 def _int_env(env: Mapping[str, str], key: str, default: int) -> int:
@@ -63,6 +65,12 @@ class Settings:
     #: set in worker processes: log in to Vault with AppRole instead of the admin token
     vault_role_id_file: Path | None = None
     vault_secret_id_file: Path | None = None
+    #: a Docker engine to use instead of the platform's podman service (``DOCKER_HOST``)
+    docker_host: str | None = None
+    #: cache of slow image inputs (the base rootfs tar), shared by every home
+    image_cache: Path = DEFAULT_IMAGE_CACHE
+    #: Trivy cache (vulnerability DB); None = ``<home>/trivy``
+    trivy_cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for name, port in self.ports.items():
@@ -128,7 +136,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment over the saved platform config over the defaults.
 
     ``SUITE_HOME`` (default ``./.suite``), ``SUITE_<SERVICE>_PORT``, ``SUITE_WORKERS``,
-    ``SUITE_DATABASE``, ``SUITE_WORKER_QUERY_SECONDS``.
+    ``SUITE_DATABASE``, ``SUITE_WORKER_QUERY_SECONDS``, ``DOCKER_HOST``, ``SUITE_IMAGE_CACHE``,
+    ``SUITE_TRIVY_CACHE_DIR``.
     """
     env = os.environ if env is None else env
     home = Path(env.get("SUITE_HOME") or Path.cwd() / ".suite").expanduser().resolve()
@@ -146,6 +155,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         worker_query_seconds=_int_env(env, "SUITE_WORKER_QUERY_SECONDS", 2),
         vault_role_id_file=_path_env(env, "SUITE_VAULT_ROLE_ID_FILE"),
         vault_secret_id_file=_path_env(env, "SUITE_VAULT_SECRET_ID_FILE"),
+        docker_host=env.get("DOCKER_HOST") or None,
+        image_cache=_path_env(env, "SUITE_IMAGE_CACHE") or DEFAULT_IMAGE_CACHE,
+        trivy_cache_dir=_path_env(env, "SUITE_TRIVY_CACHE_DIR"),
     )
 
 

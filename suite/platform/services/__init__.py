@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from suite.platform.service import Service
 from suite.platform.services.mlflow import MlflowService
+from suite.platform.services.podman import PodmanService
 from suite.platform.services.postgres import PostgresService
 from suite.platform.services.prefect import PrefectServerService
 from suite.platform.services.prometheus import PrometheusService
@@ -19,6 +20,7 @@ SERVICES: dict[str, type[Service]] = {
     "mlflow": MlflowService,
     "prometheus": PrometheusService,
     "registry": RegistryService,
+    "engine": PodmanService,
 }
 
 

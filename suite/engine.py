@@ -1,0 +1,168 @@
+"""The container engine through the Docker API: the platform's podman service or ``DOCKER_HOST``.
+
+Builds and pushes report failure in different ways (a build raises, a push does not: its error
+is only an ``errorDetail`` entry in the progress stream), so this module reads every stream to
+the end and turns any error entry into a :class:`~suite.errors.ProviderError` carrying the
+engine's own message. Digests come from the registry (``Docker-Content-Digest``), which is the
+digest a later pull or ``suite verify`` sees, whatever manifest format the engine pushed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+
+from suite.errors import ConfigError, ProviderError, ServiceUnavailable
+from suite.platform.services.podman import ping, socket_path
+from suite.settings import Settings
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+
+
+def engine_url(settings: Settings) -> str:
+    return settings.docker_host or f"unix://{socket_path(settings)}"
+
+
+def client(settings: Settings, timeout: int = 600) -> docker.DockerClient:
+    """A Docker SDK client for ``DOCKER_HOST`` when set, else the platform's podman socket."""
+    url = engine_url(settings)
+    if not settings.docker_host and not ping(socket_path(settings)):
+        raise ServiceUnavailable(
+            f"the container engine at {url} does not answer; start it with `suite up` "
+            f"(or set DOCKER_HOST to a Docker engine)"
+        )
+    try:
+        return docker.DockerClient(base_url=url, timeout=timeout)
+    except docker.errors.DockerException as exc:
+        raise ServiceUnavailable(f"cannot connect to the container engine at {url}: {exc}") from exc
+
+
+def registry_address(settings: Settings) -> str:
+    """``host:port`` of the platform's registry, as image references name it."""
+    return f"{settings.host}:{settings.port('registry')}"
+
+
+def _stream_errors(chunks: Iterable[Mapping[str, Any]], log: list[str]) -> list[str]:
+    errors: list[str] = []
+    for chunk in chunks:
+        if "stream" in chunk:
+            log.append(str(chunk["stream"]).rstrip("\n"))
+        elif "status" in chunk:
+            log.append(str(chunk["status"]))
+        detail = chunk.get("errorDetail") or ({"message": chunk["error"]} if "error" in chunk
+                                              else None)
+        if detail:
+            errors.append(str(detail.get("message", detail)).strip())
+    return errors
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    log: tuple[str, ...]
+
+
+def build(
+    engine: docker.DockerClient,
+    *,
+    context: Path,
+    dockerfile: str,
+    tag: str,
+    buildargs: Mapping[str, str] | None = None,
+    nocache: bool = False,
+) -> BuildResult:
+    """Build ``context`` and tag the result; raise with the engine's last log lines on failure."""
+    log: list[str] = []
+    try:
+        chunks = engine.api.build(
+            path=str(context), dockerfile=dockerfile, tag=tag, buildargs=dict(buildargs or {}),
+            rm=True, forcerm=True, decode=True, nocache=nocache, pull=False,
+        )
+        errors = _stream_errors(chunks, log)
+    except docker.errors.APIError as exc:
+        errors = [str(exc.explanation or exc)]
+    if errors:
+        tail = "\n".join(log[-15:])
+        raise ProviderError(f"build of {tag} failed: {'; '.join(errors)}\n{tail}")
+    try:
+        image = engine.images.get(tag)
+    except docker.errors.ImageNotFound as exc:
+        raise ProviderError(f"build of {tag} reported success but the image is missing") from exc
+    return BuildResult(str(image.id), tuple(log))
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``host:port/repo:tag`` -> (``host:port/repo``, ``tag``); a missing tag is ``latest``."""
+    name, _, digest = ref.partition("@")
+    if digest:
+        return name, digest
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:]
+    return name, "latest"
+
+
+def push(engine: docker.DockerClient, repository: str, tag: str) -> list[str]:
+    """Push and fail on any ``errorDetail`` in the stream (the SDK itself never raises here)."""
+    log: list[str] = []
+    try:
+        chunks = engine.api.push(repository, tag=tag, stream=True, decode=True)
+        errors = _stream_errors(chunks, log)
+    except docker.errors.APIError as exc:
+        errors = [str(exc.explanation or exc)]
+    if errors:
+        raise ProviderError(
+            f"push of {repository}:{tag} failed: {'; '.join(errors)} (is the registry running "
+            f"and marked insecure for the engine? `suite status`)"
+        )
+    return log
+
+
+def _registry_parts(repository: str) -> tuple[str, str]:
+    host, _, path = repository.partition("/")
+    if not path or ("." not in host and ":" not in host and host != "localhost"):
+        raise ConfigError(
+            f"image repository {repository!r} names no registry (expected host:port/name)"
+        )
+    return host, path
+
+
+def registry_digest(repository: str, reference: str, timeout: float = 10.0) -> str:
+    """The manifest digest the registry serves for ``repository:reference``."""
+    host, path = _registry_parts(repository)
+    url = f"http://{host}/v2/{path}/manifests/{reference}"
+    try:
+        resp = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"registry {host} does not answer ({exc})") from exc
+    if resp.status_code == 404:
+        raise ProviderError(f"{repository}:{reference} is not in the registry {host}")
+    digest = resp.headers.get("Docker-Content-Digest")
+    if resp.status_code != 200 or not digest:
+        raise ProviderError(
+            f"registry {host} answered {resp.status_code} for {repository}:{reference} "
+            f"without a digest"
+        )
+    return digest
+
+
+def image_exists(engine: docker.DockerClient, ref: str) -> bool:
+    try:
+        engine.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True

@@ -1,0 +1,121 @@
+"""The container engine: podman's Docker-compatible API service on a unix socket.
+
+Everything the engine needs is under its state directory: the three containers config files
+(named to podman by ``CONTAINERS_CONF`` / ``CONTAINERS_STORAGE_CONF`` /
+``CONTAINERS_REGISTRIES_CONF``), image storage, run state and the socket. What works on this
+kind of machine (see COMPONENTS.md): the runc runtime (crun fails on hybrid cgroups), the
+cgroupfs manager, explicit nofile/nproc ulimits (runc cannot raise them), overlay storage, and
+the platform's own registry marked insecure (it speaks plain HTTP on loopback). No public
+registry is searched for short names: images come from the local registry or are built here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from suite.platform.service import Service
+from suite.settings import Settings
+
+PODMAN_HINT = "apt-get install podman buildah runc"
+
+
+def socket_path(settings: Settings) -> Path:
+    """Where the engine listens (also what :mod:`suite.engine` connects to)."""
+    return settings.dir("engine", "podman.sock")
+
+
+def ping(sock: Path, timeout: float = 2.0) -> bool:
+    """True when a Docker-API engine answers ``/_ping`` on ``sock``."""
+    try:
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, timeout=timeout) as http:
+            return http.get("http://engine/_ping").status_code == 200
+    except (httpx.HTTPError, OSError):
+        return False
+
+
+class PodmanService(Service):
+    name = "engine"
+    port_key = None
+    binaries = {"podman": PODMAN_HINT, "runc": "apt-get install runc"}
+    start_timeout = 60.0
+
+    @property
+    def socket(self) -> Path:
+        return socket_path(self.settings)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _conf(self, name: str) -> Path:
+        return self.state_dir / name
+
+    def registry_address(self) -> str:
+        return f"{self.settings.host}:{self.settings.port('registry')}"
+
+    def prepare(self) -> None:
+        super().prepare()
+        state = self.state_dir
+        for sub in ("storage", "run", "tmp", "networks", "volumes"):
+            (state / sub).mkdir(exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        self._conf("containers.conf").write_text(
+            f"""[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+log_driver = "k8s-file"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{state / 'events.log'}"
+tmp_dir = "{state / 'tmp'}"
+volume_path = "{state / 'volumes'}"
+static_dir = "{state / 'storage' / 'libpod'}"
+
+[network]
+network_config_dir = "{state / 'networks'}"
+"""
+        )
+        self._conf("storage.conf").write_text(
+            f"""[storage]
+driver = "overlay"
+graphroot = "{state / 'storage'}"
+runroot = "{state / 'run'}"
+"""
+        )
+        self._conf("registries.conf").write_text(
+            f"""unqualified-search-registries = []
+
+[[registry]]
+location = "{self.registry_address()}"
+insecure = true
+"""
+        )
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            CONTAINERS_CONF=str(self._conf("containers.conf")),
+            CONTAINERS_STORAGE_CONF=str(self._conf("storage.conf")),
+            CONTAINERS_REGISTRIES_CONF=str(self._conf("registries.conf")),
+            TMPDIR=str(self.state_dir / "tmp"),
+        )
+        return env
+
+    def argv(self) -> list[str]:
+        return [
+            self.binary("podman"),
+            "--runtime", self.binary("runc"),
+            "--cgroup-manager", "cgroupfs",
+            "system", "service", "--time=0", self.url,
+        ]
+
+    def healthy(self) -> bool:
+        return ping(self.socket)
+
+    def detail(self) -> str:
+        return f"Docker API; registry {self.registry_address()} (insecure)"
