@@ -13,6 +13,7 @@ never see the root or admin token. No function here logs or raises a secret valu
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,20 @@ def init_and_unseal(settings: Settings) -> None:
         client.sys.submit_unseal_key(key=material["keys_b64"][0])
         if client.sys.is_sealed():
             raise VaultError("Vault stayed sealed after submitting the unseal key from init.json")
+    _wait_active(settings)
+
+
+def _wait_active(settings: Settings, timeout: float = 30.0) -> None:
+    """After unseal, raft elects this single node leader; requests fail until it is active."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = health(settings) or {}
+        if state.get("initialized") and not state.get("sealed") and not state.get("standby"):
+            return
+        time.sleep(0.2)
+    raise ServiceUnavailable(
+        f"Vault at {settings.vault_addr} unsealed but did not become active within {timeout:.0f}s"
+    )
 
 
 def root_client(settings: Settings) -> hvac.Client:

@@ -11,7 +11,7 @@ import pwd
 import signal
 import subprocess
 
-from suite.errors import MissingBinary, ServiceUnavailable
+from suite.errors import ConfigError, MissingBinary, ServiceUnavailable
 from suite.platform.service import Service
 
 PG_HINT = "apt-get install postgresql"
@@ -55,14 +55,32 @@ class PostgresService(Service):
             path.mkdir(parents=True, exist_ok=True)
             if owner:
                 os.chown(path, *owner)
+        if owner:
+            self._check_reachable(owner[0])
         if not (data / "PG_VERSION").exists():
-            subprocess.run(
+            result = subprocess.run(
                 [self.binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                  "-E", "UTF8"],
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
                 preexec_fn=self._demote,
             )
+            if result.returncode != 0:
+                raise ServiceUnavailable(
+                    f"initdb for {data} failed: {(result.stderr or result.stdout).strip()[-800:]}"
+                )
+
+    def _check_reachable(self, uid: int) -> None:
+        """The postgres user must be able to walk down to the state dir."""
+        for parent in reversed(self.state_dir.parents):
+            mode = parent.stat()
+            if mode.st_uid != uid and not mode.st_mode & 0o001:
+                raise ConfigError(
+                    f"the 'postgres' user cannot enter {parent} (mode {oct(mode.st_mode & 0o777)}),"
+                    f" so it cannot reach {self.state_dir}; allow it (chmod o+x {parent}) or set "
+                    f"SUITE_HOME to a directory below traversable parents"
+                )
 
     def argv(self) -> list[str]:
         return [

@@ -49,7 +49,10 @@ ui = true
 
     def healthy(self) -> bool:
         state = vault.health(self.settings)
-        return bool(state and state.get("initialized") and not state.get("sealed"))
+        return bool(
+            state and state.get("initialized") and not state.get("sealed")
+            and not state.get("standby")
+        )
 
     def serving(self) -> bool:
         return vault.health(self.settings) is not None

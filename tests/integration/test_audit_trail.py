@@ -1,0 +1,158 @@
+"""Audit trail against real Vault transit signatures: every kind of tampering is caught."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.audit import AuditTrail
+from suite.audit.signer import TransitSigner
+from suite.settings import Settings
+from suite.vault import client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def trail(platform: Settings, tmp_path: Path) -> AuditTrail:
+    t = AuditTrail(tmp_path / "audit", TransitSigner(client(platform)))
+    for i in range(5):
+        t.append(actor="alice", action="stage.build", subject=f"img-{i}", inputs={"i": i})
+    return t
+
+
+def lines(t: AuditTrail) -> list[str]:
+    return t.path.read_text().splitlines()
+
+
+def write(t: AuditTrail, rows: list[str]) -> None:
+    t.path.write_text("\n".join(rows) + "\n")
+
+
+def test_intact_trail_verifies(trail: AuditTrail):
+    report = trail.verify()
+    assert report.ok and report.count == 5
+
+
+def test_edit_is_detected_at_the_edited_record(trail: AuditTrail):
+    rows = lines(trail)
+    rows[2] = rows[2].replace('"alice"', '"mallory"')
+    write(trail, rows)
+    report = trail.verify()
+    assert not report.ok and report.first_bad == 3
+    assert "record edited" in report.reason
+
+
+def test_edit_with_recomputed_hash_is_caught_by_chain(trail: AuditTrail):
+    from suite.audit.record import AuditRecord
+
+    rows = lines(trail)
+    rec = AuditRecord.from_json(rows[1])
+    forged = AuditRecord(**{**rec.body(), "outcome": "approved"})
+    forged = AuditRecord(**{**forged.body(), "hash": forged.compute_hash(),
+                            "signature": rec.signature})
+    rows[1] = forged.to_json()
+    write(trail, rows)
+    report = trail.verify()
+    assert not report.ok and report.first_bad == 3  # record 3's prev_hash no longer matches
+
+
+def test_deletion_is_detected(trail: AuditTrail):
+    rows = lines(trail)
+    del rows[1]
+    write(trail, rows)
+    report = trail.verify()
+    assert not report.ok and report.first_bad == 2 and "seq 3 where 2" in report.reason
+
+
+def test_truncation_of_the_tail_is_detected_by_head(trail: AuditTrail):
+    write(trail, lines(trail)[:-2])
+    report = trail.verify()
+    assert not report.ok and "HEAD says the last record is seq 5" in report.reason
+
+
+def test_insertion_is_detected(trail: AuditTrail):
+    rows = lines(trail)
+    rows.insert(2, rows[1])
+    write(trail, rows)
+    report = trail.verify()
+    assert not report.ok and report.first_bad == 3
+
+
+def test_reorder_is_detected(trail: AuditTrail):
+    rows = lines(trail)
+    rows[1], rows[2] = rows[2], rows[1]
+    write(trail, rows)
+    report = trail.verify()
+    assert not report.ok and report.first_bad == 2
+
+
+def test_forged_signature_is_detected(trail: AuditTrail):
+    rows = lines(trail)
+    data = json.loads(rows[3])
+    other = json.loads(rows[0])
+    data["signature"] = other["signature"]  # a real signature, but over another record
+    rows[3] = json.dumps(data, sort_keys=True)
+    write(trail, rows)
+    report = trail.verify()
+    assert not report.ok and report.first_bad == 4 and "signature" in report.reason
+
+
+def test_inputs_are_stored_only_as_digest(trail: AuditTrail):
+    trail.append(actor="bob", action="secret.write", subject="x", inputs={"token": "hunter2"})
+    assert "hunter2" not in trail.path.read_text()
+
+
+APPENDER = """
+import sys
+from pathlib import Path
+from suite.audit import AuditTrail
+from suite.audit.signer import TransitSigner
+from suite.settings import load
+from suite.vault import client
+t = AuditTrail(Path(sys.argv[1]), TransitSigner(client(load())))
+for i in range(int(sys.argv[3])):
+    t.append(actor=sys.argv[2], action="test.concurrent", subject=str(i))
+"""
+
+
+def test_two_processes_appending_at_once_keep_one_chain(platform_env, tmp_path: Path, platform):
+    directory = tmp_path / "shared-audit"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(directory), name, "40"],
+                         env=platform_env)
+        for name in ("p1", "p2")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    t = AuditTrail(directory, TransitSigner(client(platform)))
+    report = t.verify()
+    assert report.ok and report.count == 80
+    assert [r.seq for r in t.records()] == list(range(1, 81))
+
+
+def test_cli_verify_names_first_bad_record_after_hand_edit(platform: Settings, platform_env):
+    from suite import audit
+
+    audit.append(platform, action="test.cli", subject="one")
+    audit.append(platform, action="test.cli", subject="two")
+    ok = subprocess.run([sys.executable, "-m", "suite.cli", "audit", "verify"], env=platform_env,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    path = platform.dir("audit", "audit.jsonl")
+    original = path.read_text()
+    rows = original.splitlines()
+    bad_seq = json.loads(rows[-2])["seq"]
+    rows[-2] = rows[-2].replace('"test.cli"', '"test.CLI"')
+    path.write_text("\n".join(rows) + "\n")
+    try:
+        bad = subprocess.run([sys.executable, "-m", "suite.cli", "audit", "verify"],
+                             env=platform_env, capture_output=True, text=True)
+        assert bad.returncode == 1
+        assert f"INVALID at record {len(rows) - 1}" in bad.stdout
+        assert f"seq {bad_seq}" in bad.stdout
+    finally:
+        path.write_text(original)
