@@ -72,7 +72,7 @@ def test_secret_put_get_round_trip_never_leaks_the_value(platform: Settings, pla
     # the write is audited, the value is nowhere on disk outside Vault's encrypted storage
     show = run_cli(platform_env, "audit", "show")
     assert "secret.write" in show.stdout and "secret/suite/ci/registry#password" in show.stdout
-    for path in list(platform.dir("logs").glob("*.log")) + [platform.dir("audit", "audit.jsonl")]:
+    for path in [*platform.dir("logs").glob("*.log"), platform.dir("audit", "audit.jsonl")]:
         assert value not in path.read_text(errors="replace"), path
 
 

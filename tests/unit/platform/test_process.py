@@ -62,7 +62,7 @@ def test_service_that_exits_during_start_reports_its_log(tmp_path: Path):
                             stdout=log.open("w"))
     proc.wait()
     rec = process.ProcessRecord("bad", proc.pid, 0.0, [], signal.SIGTERM)
-    with pytest.raises(ServiceUnavailable, match="exited during start(.|\n)*boom: bad config"):
+    with pytest.raises(ServiceUnavailable, match=r"exited during start(.|\n)*boom: bad config"):
         process.wait_until(lambda: False, timeout=5, what="bad", record=rec, log_path=log)
 
 
