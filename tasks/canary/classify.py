@@ -1,0 +1,202 @@
+"""Classify one metric: Kayenta's NetflixACAJudge metric classification, made deterministic.
+
+Order of decisions (each leaves its reason in the result):
+
+1. values that are not numbers or are infinite -> ``Error``;
+2. NaNs removed (or read as 0), outliers optionally removed;
+3. an empty side -> ``Nodata`` (``NodataFailMetric`` when the metric must have data and is not
+   critical; ``Pass`` when NaNs are read as zeros, as in Kayenta);
+4. identical samples, or one single value on both sides -> ``Pass``;
+5. the location comparison: the rank-sum interval of the shift (or, for sparse counts, the exact
+   interval of the rate ratio on a log scale) against a tolerance band of ± ``tolerance`` times the
+   estimate: entirely above -> increase, entirely below -> decrease; kept only in the configured
+   direction and when the effect size reaches ``allowed_increase`` / ``allowed_decrease`` (an
+   effect size that cannot be computed, e.g. a zero baseline mean, is not checked);
+   two constant samples need no noise: the interval is the difference itself;
+6. the spread test, when the location passed: canary spread significantly larger and at least
+   ``allowed_spread_increase`` times the baseline's -> ``High``;
+7. a critical metric whose ``High``/``Low`` reaches ``critical_increase`` / ``critical_decrease``
+   is marked critical (the scorer then fails the whole canary).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from suite.errors import ConfigError
+from tasks.canary.config import (
+    Direction,
+    EffectSizeMeasure,
+    MetricConfig,
+    NanStrategy,
+    OutlierStrategy,
+    StatTest,
+)
+from tasks.canary.effects import cles, mean_ratio, spread_test
+from tasks.canary.pairwise import FloatArray
+from tasks.canary.preprocess import Cleaned, clean
+from tasks.canary.ranksum import rank_sum_test
+from tasks.canary.rates import is_count_sample, is_sparse_counts, rate_test
+from tasks.canary.result import Classification, Location, MetricResult, SampleStats
+
+_INCREASING = (Direction.INCREASE, Direction.EITHER)
+_DECREASING = (Direction.DECREASE, Direction.EITHER)
+
+
+def _raw(values: Any, side: str) -> FloatArray:
+    try:
+        array = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the {side} values are not all numbers ({exc})") from exc
+    infinite = int(np.count_nonzero(np.isinf(array)))
+    if infinite:
+        raise ConfigError(f"the {side} has {infinite} infinite value(s) (expected finite numbers)")
+    return array
+
+
+def _nodata(config: MetricConfig, name: str, c: Cleaned, e: Cleaned) -> MetricResult:
+    empty = [side for side, s in (("baseline", c), ("canary", e)) if s.values.size == 0]
+    reason = f"no data for the {' and the '.join(empty)}"
+    dropped = c.nan_count + e.nan_count
+    if dropped:
+        reason += f" ({dropped} NaN removed)"
+    if config.nan_strategy == NanStrategy.REPLACE:
+        label, critical = Classification.PASS, False
+        reason += "; NaN and missing values read as zero, so nothing happened on either side"
+    elif config.must_have_data and not config.critical:
+        label, critical = Classification.NODATA_FAIL_METRIC, False
+        reason += "; the metric must have data"
+    else:
+        label, critical = Classification.NODATA, config.critical
+    return MetricResult.empty(name, label, critical, reason, config, c, e)
+
+
+def _location(config: MetricConfig, c: FloatArray, e: FloatArray) -> Location:
+    use_rate = config.test == StatTest.RATE or (
+        config.test == StatTest.AUTO and is_sparse_counts(c, e)
+    )
+    if not use_rate:
+        rs = rank_sum_test(e, c, config.confidence)
+        iv = rs.interval
+        band = config.tolerance * abs(iv.estimate)
+        return Location("rank", iv, rs.p_value, iv.low > band, iv.high < -band, band)
+    if not (is_count_sample(c) and is_count_sample(e)):
+        raise ConfigError("the rate test needs non-negative whole counts on both sides")
+    rt = rate_test(c, e, config.confidence)
+    iv = rt.interval
+    with np.errstate(divide="ignore"):
+        low, high, est = (float(np.log(v)) for v in (iv.low, iv.high, iv.estimate))
+    finite_end = low if math.isfinite(low) else high
+    centre = est if math.isfinite(est) else finite_end
+    band = config.tolerance * abs(centre) if math.isfinite(centre) else 0.0
+    return Location("rate", iv, rt.p_value, low > band, high < -band, band)
+
+
+def _effect(config: MetricConfig, c: FloatArray, e: FloatArray) -> tuple[float, float, float]:
+    ratio, common = mean_ratio(c, e), cles(c, e)
+    chosen = common if config.effect_size_measure == EffectSizeMeasure.CLES else ratio
+    return chosen, ratio, common
+
+
+def _decide(config: MetricConfig, loc: Location, effect: float) -> tuple[Classification, str]:
+    measure = config.effect_size_measure
+    unchecked = math.isnan(effect)
+    shown = f"{measure} {effect:.4g}"
+    if loc.above:
+        if config.direction not in _INCREASING:
+            return Classification.PASS, f"{loc.describe('above')}, but only decreases count"
+        if unchecked or effect >= config.allowed_increase:
+            gate = "not checked" if unchecked else f">= allowed_increase {config.allowed_increase}"
+            return Classification.HIGH, f"{loc.describe('above')} and {shown} {gate}"
+        return Classification.PASS, (
+            f"{loc.describe('above')}, but {shown} < allowed_increase {config.allowed_increase}"
+        )
+    if loc.below:
+        if config.direction not in _DECREASING:
+            return Classification.PASS, f"{loc.describe('below')}, but only increases count"
+        if unchecked or effect <= config.allowed_decrease:
+            gate = "not checked" if unchecked else f"<= allowed_decrease {config.allowed_decrease}"
+            return Classification.LOW, f"{loc.describe('below')} and {shown} {gate}"
+        return Classification.PASS, (
+            f"{loc.describe('below')}, but {shown} > allowed_decrease {config.allowed_decrease}"
+        )
+    return Classification.PASS, loc.describe("within")
+
+
+def _critical(config: MetricConfig, label: Classification, effect: float, spread: bool) -> bool:
+    if not config.critical or label not in (Classification.HIGH, Classification.LOW):
+        return False
+    if spread or math.isnan(effect):
+        return True
+    if label == Classification.HIGH:
+        return effect >= config.critical_increase
+    return effect <= config.critical_decrease
+
+
+def _compare(config: MetricConfig, name: str, c: Cleaned, e: Cleaned) -> MetricResult:
+    cv, ev = c.values, e.values
+    loc = _location(config, cv, ev)
+    effect, ratio, common = _effect(config, cv, ev)
+    label, reason = _decide(config, loc, effect)
+    spread = None
+    spread_flag = False
+    if loc.test == "rank" and config.spread_test:
+        spread = spread_test(cv, ev)
+        if (
+            label == Classification.PASS
+            and spread.p_value < 1.0 - config.confidence
+            and spread.ratio >= config.allowed_spread_increase
+        ):
+            label, spread_flag = Classification.HIGH, True
+            reason = (
+                f"canary spread is {spread.ratio:.3g}x the baseline's (>= allowed_spread_increase "
+                f"{config.allowed_spread_increase}, one-sided p={spread.p_value:.3g}) while "
+                + reason
+            )
+    critical = _critical(config, label, effect, spread_flag)
+    if critical:
+        reason += "; critical metric"
+    return MetricResult(
+        name=name,
+        classification=label,
+        critical=critical,
+        reason=reason,
+        test=loc.test,
+        interval=loc.interval,
+        p_value=loc.p_value,
+        tolerance_band=loc.band,
+        effect_size=effect,
+        effect_size_measure=str(config.effect_size_measure),
+        mean_ratio=ratio,
+        cles=common,
+        spread_ratio=spread.ratio if spread else math.nan,
+        spread_p_value=spread.p_value if spread else math.nan,
+        control=SampleStats.of(cv, c.nan_count, c.outliers_removed),
+        experiment=SampleStats.of(ev, e.nan_count, e.outliers_removed),
+        muted=config.muted,
+    )
+
+
+def classify_metric(
+    control: Any, experiment: Any, config: MetricConfig | None = None, *, name: str = "metric"
+) -> MetricResult:
+    """Compare canary (experiment) against baseline (control) for one metric."""
+    config = config or MetricConfig()
+    try:
+        nans, outliers = NanStrategy(config.nan_strategy), OutlierStrategy(config.outlier_strategy)
+        c = clean(_raw(control, "baseline"), nans, outliers, config.outlier_factor)
+        e = clean(_raw(experiment, "canary"), nans, outliers, config.outlier_factor)
+        if c.values.size == 0 or e.values.size == 0:
+            return _nodata(config, name, c, e)
+        if np.array_equal(np.sort(c.values), np.sort(e.values)):
+            reason = "the canary and baseline data are identical"
+            return MetricResult.same(name, reason, config, c, e)
+        if c.values.min() == c.values.max() == e.values.min() == e.values.max():
+            reason = f"every value on both sides is {c.values[0]:.6g}"
+            return MetricResult.same(name, reason, config, c, e)
+        return _compare(config, name, c, e)
+    except ConfigError as exc:
+        return MetricResult.error(name, f"metric classification failed: {exc}", config)

@@ -1,0 +1,74 @@
+"""Exact comparison of two Poisson rates, for sparse counts (errors that are mostly zero).
+
+A rank test on a sample that is 95 % zeros has almost nothing to rank: its ties swamp it and the
+interval of the shift collapses to [0, 0] whatever the canary does. Counts per interval are better
+read as events over an exposure (the number of intervals). Given the total of both sides, the
+canary's total is binomial with p0 = n_canary / (n_canary + n_baseline) when both rates are
+equal, so the test and the Clopper-Pearson interval of that binomial give an exact p-value and an
+exact interval of the rate ratio (as R's ``poisson.test(c(x, y), c(tx, ty))``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+from tasks.canary.pairwise import FloatArray
+from tasks.canary.ranksum import Interval
+
+#: ``auto`` uses the rate test when at least this share of the pooled counts are zero
+SPARSE_ZERO_SHARE = 0.5
+
+
+def is_count_sample(values: FloatArray) -> bool:
+    return bool(values.size) and bool(np.all(values >= 0) and np.all(values == np.floor(values)))
+
+
+def is_sparse_counts(control: FloatArray, experiment: FloatArray) -> bool:
+    if not (is_count_sample(control) and is_count_sample(experiment)):
+        return False
+    zeros = int(np.count_nonzero(control == 0) + np.count_nonzero(experiment == 0))
+    return zeros >= SPARSE_ZERO_SHARE * (control.size + experiment.size)
+
+
+@dataclass(frozen=True)
+class RateTest:
+    interval: Interval  # of the rate ratio canary / baseline
+    p_value: float
+    canary_events: int
+    baseline_events: int
+
+
+def _ratio(p: float, exposure_ratio: float) -> float:
+    """Binomial share of the canary -> rate ratio; exposure_ratio = n_baseline / n_canary."""
+    if p >= 1.0:
+        return math.inf
+    return p / (1.0 - p) * exposure_ratio
+
+
+def rate_test(control: FloatArray, experiment: FloatArray, confidence: float) -> RateTest:
+    canary_events = round(float(experiment.sum()))
+    baseline_events = round(float(control.sum()))
+    n_canary, n_baseline = experiment.size, control.size
+    exposure_ratio = n_baseline / n_canary
+    total = canary_events + baseline_events
+    if total == 0:
+        interval = Interval(low=0.0, high=math.inf, estimate=math.nan, confidence=confidence)
+        return RateTest(interval, 1.0, 0, 0)
+    result = binomtest(canary_events, total, n_canary / (n_canary + n_baseline))
+    ci = result.proportion_ci(confidence_level=confidence, method="exact")
+    estimate = (
+        math.inf
+        if baseline_events == 0
+        else (canary_events / n_canary) / (baseline_events / n_baseline)
+    )
+    interval = Interval(
+        low=_ratio(float(ci.low), exposure_ratio),
+        high=_ratio(float(ci.high), exposure_ratio),
+        estimate=estimate,
+        confidence=confidence,
+    )
+    return RateTest(interval, float(result.pvalue), canary_events, baseline_events)
