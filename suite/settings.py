@@ -22,6 +22,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "prometheus": 9090,
     "registry": 5000,
     "postgres": 55432,
+    "haproxy": 8080,  # release traffic (stable + canary)
+    "haproxy_preview": 8081,  # blue-green preview
+    "haproxy_metrics": 8404,  # Prometheus exporter and stats page
 }
 
 DATABASES = ("sqlite", "postgres")

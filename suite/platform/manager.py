@@ -155,6 +155,7 @@ def down(
             continue
         if rec.alive():
             report(f"stopping {service.name} (pid {rec.pid})")
+            service.before_stop()
             process.stop(rec)
             stopped.append(service.name)
         process.record_path(service.run_dir, service.name).unlink(missing_ok=True)

@@ -128,6 +128,9 @@ class Service:
     def after_start(self) -> None:
         """Work that needs the running service (idempotent)."""
 
+    def before_stop(self) -> None:
+        """Work while the service still runs, just before it is stopped (best effort)."""
+
     def detail(self) -> str:
         return ""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from suite.platform.service import Service
+from suite.platform.services.haproxy import HaproxyService
 from suite.platform.services.mlflow import MlflowService
 from suite.platform.services.podman import PodmanService
 from suite.platform.services.postgres import PostgresService
@@ -21,6 +22,7 @@ SERVICES: dict[str, type[Service]] = {
     "prometheus": PrometheusService,
     "registry": RegistryService,
     "engine": PodmanService,
+    "haproxy": HaproxyService,
 }
 
 
