@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.special import betaincinv
+from scipy.stats import binom
 
 from tasks.canary.pairwise import FloatArray
 from tasks.canary.ranksum import Interval
@@ -42,6 +43,32 @@ class RateTest:
     baseline_events: int
 
 
+def binomial_p_value(x: int, n: int, p: float) -> float:
+    """R's ``binom.test(x, n, p)$p.value``: two-sided, summing the outcomes no more likely
+    than the one observed (with R's relative tolerance 1e-7)."""
+    expected = n * p
+    if x == expected:
+        return 1.0
+    limit = float(binom.pmf(x, n, p)) * (1 + 1e-7)
+    if x < expected:
+        tail = np.arange(math.ceil(expected), n + 1)
+        y = int(np.count_nonzero(binom.pmf(tail, n, p) <= limit))
+        total = float(binom.cdf(x, n, p)) + float(binom.sf(n - y, n, p))
+    else:
+        tail = np.arange(0, math.floor(expected) + 1)
+        y = int(np.count_nonzero(binom.pmf(tail, n, p) <= limit))
+        total = float(binom.cdf(y - 1, n, p)) + float(binom.sf(x - 1, n, p))
+    return min(1.0, total)
+
+
+def clopper_pearson(x: int, n: int, confidence: float) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a binomial proportion, as R's ``binom.test``."""
+    alpha = 1.0 - confidence
+    low = 0.0 if x == 0 else float(betaincinv(x, n - x + 1, alpha / 2))
+    high = 1.0 if x == n else float(betaincinv(x + 1, n - x, 1 - alpha / 2))
+    return low, high
+
+
 def _ratio(p: float, exposure_ratio: float) -> float:
     """Binomial share of the canary -> rate ratio; exposure_ratio = n_baseline / n_canary."""
     if p >= 1.0:
@@ -58,17 +85,17 @@ def rate_test(control: FloatArray, experiment: FloatArray, confidence: float) ->
     if total == 0:
         interval = Interval(low=0.0, high=math.inf, estimate=math.nan, confidence=confidence)
         return RateTest(interval, 1.0, 0, 0)
-    result = binomtest(canary_events, total, n_canary / (n_canary + n_baseline))
-    ci = result.proportion_ci(confidence_level=confidence, method="exact")
+    p_value = binomial_p_value(canary_events, total, n_canary / (n_canary + n_baseline))
+    share_low, share_high = clopper_pearson(canary_events, total, confidence)
     estimate = (
         math.inf
         if baseline_events == 0
         else (canary_events / n_canary) / (baseline_events / n_baseline)
     )
     interval = Interval(
-        low=_ratio(float(ci.low), exposure_ratio),
-        high=_ratio(float(ci.high), exposure_ratio),
+        low=_ratio(share_low, exposure_ratio),
+        high=_ratio(share_high, exposure_ratio),
         estimate=estimate,
         confidence=confidence,
     )
-    return RateTest(interval, float(result.pvalue), canary_events, baseline_events)
+    return RateTest(interval, p_value, canary_events, baseline_events)

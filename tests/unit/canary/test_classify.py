@@ -1,0 +1,308 @@
+"""Every classification path of ``classify_metric``, table-driven."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from suite.errors import ConfigError
+from tasks.canary.judge import Classification, MetricConfig, classify_metric
+
+RNG = np.random.default_rng(2024)
+BASE = RNG.lognormal(np.log(100), 0.3, 200)
+OTHER = RNG.lognormal(np.log(100), 0.3, 200)  # same distribution, another draw
+UP = OTHER * 1.3
+DOWN = OTHER * 0.7
+WIDE = RNG.lognormal(np.log(100), 1.0, 200)  # same median, spread blown up
+FEW_ERRORS = RNG.poisson(0.02, 600).astype(float)
+MANY_ERRORS = RNG.poisson(0.2, 600).astype(float)
+SAME_ERRORS = RNG.poisson(0.02, 600).astype(float)
+SYMMETRIC = np.concatenate([OTHER - 100, 100 - OTHER])  # mean exactly 0: no mean ratio
+NAN = float("nan")
+
+P, H, L = Classification.PASS, Classification.HIGH, Classification.LOW
+ND, NDF, ERR = Classification.NODATA, Classification.NODATA_FAIL_METRIC, Classification.ERROR
+
+CASES: list[tuple[str, Any, Any, dict[str, Any], Classification, bool, str]] = [
+    ("high_when_canary_latency_shifts_up", BASE, UP, {}, H, False, "lies above"),
+    ("low_when_canary_latency_shifts_down", BASE, DOWN, {}, L, False, "lies below"),
+    ("pass_when_same_distribution", BASE, OTHER, {}, P, False, "no clear difference"),
+    (
+        "increase_ignored_when_only_decrease_counts",
+        BASE,
+        UP,
+        {"direction": "decrease"},
+        P,
+        False,
+        "only decreases count",
+    ),
+    (
+        "decrease_ignored_when_only_increase_counts",
+        BASE,
+        DOWN,
+        {"direction": "increase"},
+        P,
+        False,
+        "only increases count",
+    ),
+    (
+        "high_needs_the_allowed_increase",
+        BASE,
+        UP,
+        {"allowed_increase": 1.5},
+        P,
+        False,
+        "< allowed_increase 1.5",
+    ),
+    (
+        "low_needs_the_allowed_decrease",
+        BASE,
+        DOWN,
+        {"allowed_decrease": 0.5},
+        P,
+        False,
+        "> allowed_decrease 0.5",
+    ),
+    ("critical_high", BASE, UP, {"critical": True}, H, True, "critical metric"),
+    (
+        "critical_high_below_critical_increase",
+        BASE,
+        UP,
+        {"critical": True, "critical_increase": 2.0},
+        H,
+        False,
+        "lies above",
+    ),
+    ("critical_low", BASE, DOWN, {"critical": True}, L, True, "critical metric"),
+    (
+        "critical_low_above_critical_decrease",
+        BASE,
+        DOWN,
+        {"critical": True, "critical_decrease": 0.5},
+        L,
+        False,
+        "lies below",
+    ),
+    ("nodata_when_canary_is_empty", BASE, [], {}, ND, False, "no data for the canary"),
+    ("nodata_when_all_nan", [NAN, NAN, NAN], BASE, {}, ND, False, "3 NaN removed"),
+    ("nodata_of_a_critical_metric_is_critical", BASE, [], {"critical": True}, ND, True, "no data"),
+    (
+        "nodata_fail_metric_when_data_is_required",
+        [],
+        BASE,
+        {"must_have_data": True},
+        NDF,
+        False,
+        "must have data",
+    ),
+    (
+        "nodata_critical_when_required_and_critical",
+        [],
+        BASE,
+        {"must_have_data": True, "critical": True},
+        ND,
+        True,
+        "no data",
+    ),
+    (
+        "pass_when_nan_means_zero_and_nothing_happened",
+        [],
+        [],
+        {"nan_strategy": "replace"},
+        P,
+        False,
+        "read as zero",
+    ),
+    (
+        "nan_replaced_by_zero",
+        [NAN] * 5,
+        [0.0] * 5,
+        {"nan_strategy": "replace"},
+        P,
+        False,
+        "identical",
+    ),
+    ("pass_when_identical", BASE, BASE[::-1], {}, P, False, "identical"),
+    ("pass_when_one_value_everywhere", [3.0] * 4, [3.0] * 9, {}, P, False, "every value"),
+    ("constant_samples_high_without_noise", [1.0] * 10, [2.0] * 10, {}, H, False, "[1, 1]"),
+    ("constant_samples_low_without_noise", [1.0] * 10, [0.5] * 12, {}, L, False, "[-0.5, -0.5]"),
+    (
+        "constant_samples_respect_direction",
+        [1.0] * 10,
+        [2.0] * 10,
+        {"direction": "decrease"},
+        P,
+        False,
+        "only decreases",
+    ),
+    (
+        "constant_samples_respect_effect_size",
+        [1.0] * 10,
+        [2.0] * 10,
+        {"allowed_increase": 3.0},
+        P,
+        False,
+        "meanRatio 2 < allowed_increase 3",
+    ),
+    ("high_when_spread_blows_up_with_same_median", BASE, WIDE, {}, H, False, "spread"),
+    (
+        "spread_test_can_be_turned_off",
+        BASE,
+        WIDE,
+        {"spread_test": False},
+        P,
+        False,
+        "no clear difference",
+    ),
+    ("critical_spread_blow_up_is_critical", BASE, WIDE, {"critical": True}, H, True, "spread"),
+    ("sparse_errors_high_by_rate_test", FEW_ERRORS, MANY_ERRORS, {}, H, False, "rate ratio"),
+    ("sparse_errors_pass_at_the_same_rate", FEW_ERRORS, SAME_ERRORS, {}, P, False, "rate ratio"),
+    ("rate_test_needs_counts", BASE, UP, {"test": "rate"}, ERR, False, "whole counts"),
+    (
+        "rank_test_alone_misses_sparse_errors",
+        FEW_ERRORS,
+        MANY_ERRORS,
+        {"test": "rank", "spread_test": False},
+        P,
+        False,
+        "interval of the shift [0, 0]",
+    ),
+    (
+        "error_on_infinite_values",
+        BASE,
+        [1.0, math.inf],
+        {"critical": True},
+        ERR,
+        True,
+        "1 infinite",
+    ),
+    ("error_on_non_numbers", BASE, ["fast", "slow"], {}, ERR, False, "not all numbers"),
+    (
+        "cles_effect_size_high",
+        BASE,
+        UP,
+        {"effect_size_measure": "cles", "allowed_increase": 0.6},
+        H,
+        False,
+        "cles",
+    ),
+    (
+        "cles_effect_size_too_small",
+        BASE,
+        UP,
+        {"effect_size_measure": "cles", "allowed_increase": 0.95},
+        P,
+        False,
+        "< allowed_increase",
+    ),
+    (
+        "effect_size_unchecked_when_baseline_mean_is_zero",
+        SYMMETRIC,
+        SYMMETRIC + 30,
+        {},
+        H,
+        False,
+        "not checked",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("control", "experiment", "options", "label", "critical", "reason"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_classification(
+    control: Any,
+    experiment: Any,
+    options: dict[str, Any],
+    label: Classification,
+    critical: bool,
+    reason: str,
+) -> None:
+    result = classify_metric(control, experiment, MetricConfig(**options))
+    assert result.classification == label, result.reason
+    assert result.critical is critical
+    assert reason in result.reason
+
+
+def test_result_carries_every_statistic() -> None:
+    result = classify_metric(BASE, UP, MetricConfig(), name="latency_p50")
+    assert result.name == "latency_p50"
+    assert (result.n_control, result.n_experiment) == (200, 200)
+    assert result.interval is not None and result.interval.confidence == 0.98
+    assert result.interval.low <= result.estimate <= result.interval.high
+    assert 0 < result.p_value < 1e-6
+    assert result.effect_size == result.mean_ratio == pytest.approx(UP.mean() / BASE.mean())
+    assert 0.5 < result.cles <= 1.0
+    assert result.tolerance_band == pytest.approx(0.25 * abs(result.estimate))
+    assert result.spread_ratio > 0 and 0 <= result.spread_p_value <= 1
+    assert result.experiment.mean == pytest.approx(UP.mean())
+    record = result.to_dict()
+    assert record["classification"] == "High" and record["interval"]["confidence"] == 0.98
+
+
+def test_outliers_are_removed_when_asked() -> None:
+    spiky = np.concatenate([np.linspace(90.0, 110.0, 400), [1e6, 2e6]])
+    kept = classify_metric(BASE, spiky, MetricConfig())
+    removed = classify_metric(BASE, spiky, MetricConfig(outlier_strategy="remove"))
+    assert kept.experiment.count == 402 and kept.experiment.outliers_removed == 0
+    assert removed.experiment.count == 400 and removed.experiment.outliers_removed == 2
+    assert removed.experiment.max < 1e6
+
+
+def test_outlier_removal_never_cuts_inside_the_1st_and_99th_percentiles() -> None:
+    """Kayenta's reduced sensitivity: 3 spikes in 203 values reach past the 99th percentile
+    position, so the largest one below it stays."""
+    spiky = np.concatenate([OTHER, [1e6, 2e6, 3e6]])
+    removed = classify_metric(BASE, spiky, MetricConfig(outlier_strategy="remove"))
+    assert removed.experiment.outliers_removed == 2 and removed.experiment.max == 1e6
+
+
+def test_same_input_same_result() -> None:
+    """No random noise anywhere: two runs agree to the last bit."""
+    for control, experiment in (([1.0] * 5, [2.0] * 5), (BASE, UP), (FEW_ERRORS, MANY_ERRORS)):
+        first = classify_metric(control, experiment).to_dict()
+        assert classify_metric(control, experiment).to_dict() == first
+
+
+def test_labels_use_kayenta_spelling() -> None:
+    assert [c.value for c in Classification] == [
+        "Pass",
+        "High",
+        "Low",
+        "Nodata",
+        "NodataFailMetric",
+        "Error",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"direction": "up"}, "direction is 'up'"),
+        ({"nan_strategy": "zero"}, "nan_strategy is 'zero'"),
+        ({"outlier_strategy": "drop"}, "outlier_strategy"),
+        ({"effect_size_measure": "ratio"}, "effect_size_measure"),
+        ({"tolerance": -0.1}, "tolerance is -0.1"),
+        ({"confidence": 1.0}, "confidence is 1.0"),
+        ({"confidence": "high"}, "expected a number"),
+        ({"outlier_factor": 0}, "outlier_factor is 0"),
+        ({"effect_size_measure": "cles", "allowed_increase": 1.5}, "allowed_increase is 1.5"),
+        ({"critical": "yes"}, "critical is 'yes'"),
+        ({"allowed_spread_increase": 0.5}, "allowed_spread_increase"),
+        ({"test": "ttest"}, "test is 'ttest'"),
+    ],
+)
+def test_invalid_config_is_a_clear_error(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        MetricConfig(**options)
+
+
+def test_config_takes_strings_and_stores_enums() -> None:
+    config = MetricConfig(direction="increase", effect_size_measure="cles", allowed_increase=0.7)
+    assert config.direction == "increase" and config.allowed_increase == 0.7
+    assert MetricConfig().confidence == 0.98 and MetricConfig().tolerance == 0.25
