@@ -14,6 +14,7 @@ GROUPS = [
     "suite.commands.platform",
     "suite.commands.secrets",
     "suite.commands.audit",
+    "suite.commands.model",
     "suite.commands.demo",
 ]
 

@@ -1,0 +1,168 @@
+"""Moving the ``champion`` alias: promote, roll back, and the history of every move.
+
+The history lives in the registry itself, one registered-model tag per move
+(``champion.history.<ns timestamp>`` = JSON of :class:`ChampionChange`), so the MLflow UI shows it
+and no second store can disagree with the alias. Each move also tags the new champion version with
+the one it replaced and appends a signed audit event; if the audit event cannot be written the
+move is undone (an unaudited promotion is not allowed to stand).
+
+Rollback follows the lineage: promotions push a version, rollbacks pop one, so promoting v1, v2,
+v3 and rolling back twice gives v1 again, and a third rollback is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from mlflow import MlflowClient
+
+from models.registry.store import CHALLENGER, CHAMPION, client, get_version, version_by_alias
+from suite import audit
+from suite.errors import ConfigError, SuiteError
+from suite.settings import Settings
+
+HISTORY_PREFIX = "champion.history."
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    time: str
+    action: str  # "promote" | "rollback"
+    from_version: str | None
+    to_version: str
+    actor: str
+    reason: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ChampionChange:
+        data = json.loads(text)
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+def lineage(changes: Sequence[ChampionChange]) -> list[str]:
+    """Champion versions still on the stack after replaying ``changes`` (oldest first)."""
+    stack: list[str] = []
+    for change in changes:
+        if change.action == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != change.to_version:
+                stack.append(change.to_version)
+        else:
+            stack.append(change.to_version)
+    return stack
+
+
+def history(tracking_uri: str, name: str) -> list[ChampionChange]:
+    mc = client(tracking_uri)
+    get_registered(mc, name)
+    return _history(mc, name)
+
+
+def get_registered(mc: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mc.get_registered_model(name)
+    except MlflowException as exc:
+        raise ConfigError(f"no registered model named {name!r} in MLflow "
+                          "(train one with the `train` flow first)") from exc
+
+
+def _history(mc: MlflowClient, name: str) -> list[ChampionChange]:
+    tags = mc.get_registered_model(name).tags
+    keys = sorted(k for k in tags if k.startswith(HISTORY_PREFIX))
+    return [ChampionChange.from_json(tags[k]) for k in keys]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _move(
+    settings: Settings, mc: MlflowClient, name: str, *, action: str, to_version: str,
+    from_version: str | None, actor: str | None, reason: str,
+) -> ChampionChange:
+    actor = actor or audit.default_actor()
+    change = ChampionChange(time=_now(), action=action, from_version=from_version,
+                            to_version=to_version, actor=actor, reason=reason[:MAX_REASON])
+    key = f"{HISTORY_PREFIX}{time.time_ns():020d}"
+    mc.set_registered_model_tag(name, key, change.to_json())
+    mc.set_registered_model_alias(name, CHAMPION, to_version)
+    try:
+        audit.append(settings, actor=actor, action=f"model.{action}",
+                     subject=f"models:/{name}@{CHAMPION}",
+                     inputs={"from": from_version, "to": to_version, "reason": change.reason})
+    except SuiteError:
+        if from_version is None:
+            mc.delete_registered_model_alias(name, CHAMPION)
+        else:
+            mc.set_registered_model_alias(name, CHAMPION, from_version)
+        mc.delete_registered_model_tag(name, key)
+        raise
+    for tag, value in {
+        "champion.previous": from_version or "none",
+        "champion.since": change.time,
+        "champion.by": actor,
+        "champion.reason": change.reason,
+    }.items():
+        mc.set_model_version_tag(name, to_version, tag, value)
+    return change
+
+
+def promote(
+    settings: Settings, name: str, version: str | None = None, *, actor: str | None = None,
+    reason: str = "",
+) -> ChampionChange:
+    """Make ``version`` (default: the ``challenger``) the champion."""
+    mc = client(settings.mlflow_uri)
+    get_registered(mc, name)
+    if version is None:
+        challenger = version_by_alias(mc, name, CHALLENGER)
+        if challenger is None:
+            raise ConfigError(f"model {name!r} has no {CHALLENGER!r} alias to promote "
+                              "(train a new version or pass --version)")
+        version = str(challenger.version)
+    get_version(mc, name, version)
+    current = version_by_alias(mc, name, CHAMPION)
+    previous = str(current.version) if current is not None else None
+    if previous == version:
+        raise ConfigError(f"model {name!r} version {version} is already {CHAMPION}")
+    change = _move(settings, mc, name, action="promote", to_version=version,
+                   from_version=previous, actor=actor, reason=reason or "promoted")
+    challenger = version_by_alias(mc, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        mc.delete_registered_model_alias(name, CHALLENGER)
+    return change
+
+
+def rollback(
+    settings: Settings, name: str, *, actor: str | None = None, reason: str = "",
+) -> ChampionChange:
+    """Give the champion alias back to the version it replaced."""
+    mc = client(settings.mlflow_uri)
+    get_registered(mc, name)
+    current = version_by_alias(mc, name, CHAMPION)
+    if current is None:
+        raise ConfigError(f"model {name!r} has no {CHAMPION} to roll back")
+    stack = lineage(_history(mc, name))
+    if not stack or stack[-1] != str(current.version):
+        raise ConfigError(
+            f"{CHAMPION} of {name!r} is v{current.version} but the recorded history ends at "
+            f"{'v' + stack[-1] if stack else 'nothing'}: the alias was moved outside "
+            "`suite model promote`; promote the wanted version explicitly with --version"
+        )
+    if len(stack) < 2:
+        raise ConfigError(f"model {name!r} has no previous {CHAMPION} to roll back to "
+                          f"(v{current.version} is the first)")
+    return _move(settings, mc, name, action="rollback", to_version=stack[-2],
+                 from_version=str(current.version), actor=actor,
+                 reason=reason or "rolled back")
