@@ -16,6 +16,7 @@ GROUPS = [
     "suite.commands.audit",
     "suite.commands.model",
     "suite.commands.demo",
+    "suite.commands.webhook",
 ]
 
 

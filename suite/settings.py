@@ -25,6 +25,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "haproxy": 8080,  # release traffic (stable + canary)
     "haproxy_preview": 8081,  # blue-green preview
     "haproxy_metrics": 8404,  # Prometheus exporter and stats page
+    "webhook": 9300,  # git push receiver
 }
 
 DATABASES = ("sqlite", "postgres")

@@ -11,6 +11,7 @@ from suite.platform.services.prefect import PrefectServerService
 from suite.platform.services.prometheus import PrometheusService
 from suite.platform.services.registry import RegistryService
 from suite.platform.services.vault import VaultService
+from suite.platform.services.webhook import WebhookService
 from suite.platform.services.workers import WorkerService
 from suite.settings import Settings
 
@@ -23,6 +24,7 @@ SERVICES: dict[str, type[Service]] = {
     "registry": RegistryService,
     "engine": PodmanService,
     "haproxy": HaproxyService,
+    "webhook": WebhookService,
 }
 
 

@@ -1,0 +1,1 @@
+"""Git push webhooks: GitHub, GitLab and Gitea push events start a release."""

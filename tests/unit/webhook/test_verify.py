@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from suite.webhook.verify import (
+    PushEvent,
+    Rejected,
+    branch_allowed,
+    check_signature,
+    delivery_id,
+    hmac_hex,
+    is_push,
+    parse_push,
+)
+
+SECRET = "s3cret"
+BODY = json.dumps({"ref": "refs/heads/main", "before": "a" * 40, "after": "b" * 40,
+                   "repository": {"full_name": "acme/model"}, "pusher": {"login": "ann"}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers"),
+    [
+        ("github", {"X-Hub-Signature-256": "sha256=" + hmac_hex(SECRET, BODY)}),
+        ("gitea", {"X-Gitea-Signature": hmac_hex(SECRET, BODY)}),
+        ("gitlab", {"X-Gitlab-Token": SECRET}),
+    ],
+)
+def test_valid_signatures_pass(provider, headers):
+    check_signature(provider, headers, BODY, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers", "reason"),
+    [
+        ("github", {}, "missing or malformed X-Hub-Signature-256"),
+        ("github", {"X-Hub-Signature-256": hmac_hex(SECRET, BODY)}, "malformed"),
+        ("github", {"X-Hub-Signature-256": "sha256=" + hmac_hex("other", BODY)}, "does not match"),
+        ("gitea", {"X-Gitea-Signature": hmac_hex(SECRET, BODY + b" ")}, "does not match"),
+        ("gitea", {}, "missing X-Gitea-Signature"),
+        ("gitlab", {"X-Gitlab-Token": "nope"}, "does not match"),
+        ("gitlab", {}, "missing X-Gitlab-Token"),
+        ("bitbucket", {}, "unknown provider"),
+    ],
+)
+def test_bad_signatures_are_rejected_with_reason(provider, headers, reason):
+    with pytest.raises(Rejected) as info:
+        check_signature(provider, headers, BODY, SECRET)
+    assert info.value.status in (401, 404)
+    assert reason in info.value.reason
+
+
+def test_header_names_are_case_insensitive():
+    check_signature("github", {"x-hub-signature-256": "sha256=" + hmac_hex(SECRET, BODY)},
+                    BODY, SECRET)
+    assert delivery_id("github", {"x-github-delivery": "d1"}) == "d1"
+
+
+def test_missing_delivery_id_is_refused():
+    with pytest.raises(Rejected, match="delivery id is required"):
+        delivery_id("gitea", {})
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers", "push"),
+    [("github", {"X-GitHub-Event": "push"}, True), ("github", {"X-GitHub-Event": "issues"}, False),
+     ("gitlab", {"X-Gitlab-Event": "Push Hook"}, True), ("gitea", {"X-Gitea-Event": "push"}, True)],
+)
+def test_event_type(provider, headers, push):
+    assert is_push(provider, headers) is push
+
+
+def test_parse_push_reads_github_and_gitlab_shapes():
+    event = parse_push("github", "d", BODY)
+    assert (event.repository, event.branch, event.after, event.pusher) == (
+        "acme/model", "main", "b" * 40, "ann")
+    gitlab = json.dumps({"ref": "refs/heads/dev", "checkout_sha": "c" * 40,
+                         "project": {"path_with_namespace": "g/p"}, "user_username": "bo"})
+    event = parse_push("gitlab", "d", gitlab.encode())
+    assert (event.repository, event.branch, event.after, event.pusher) == ("g/p", "dev", "c" * 40,
+                                                                           "bo")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{not json", 400), (b"[1]", 400), (b'{"ref": 3}', 422), (b'{"after": "x"}', 422)],
+)
+def test_malformed_payloads_are_4xx(body, status):
+    with pytest.raises(Rejected) as info:
+        parse_push("github", "d", body)
+    assert info.value.status == status
+
+
+def _event(ref: str, after: str = "b" * 40) -> PushEvent:
+    return PushEvent("github", "d", "r", ref, ref.removeprefix("refs/heads/")
+                     if ref.startswith("refs/heads/") else "", "a", after, "p", after == "0" * 40)
+
+
+@pytest.mark.parametrize(
+    ("ref", "patterns", "after", "allowed"),
+    [
+        ("refs/heads/main", ["main"], "b" * 40, True),
+        ("refs/heads/release/1.2", ["release/*"], "b" * 40, True),
+        ("refs/heads/dev", ["main"], "b" * 40, False),
+        ("refs/heads/dev", [], "b" * 40, True),
+        ("refs/tags/v1", [], "b" * 40, False),
+        ("refs/heads/main", ["main"], "0" * 40, False),
+    ],
+)
+def test_branch_filter(ref, patterns, after, allowed):
+    assert (branch_allowed(_event(ref, after), patterns) is None) is allowed
