@@ -85,6 +85,14 @@ backend {PREVIEW_BACKEND}
 """
         )
 
+        # HAProxy's own exporter is always scraped (per-server responses, weights, status)
+        targets = self.settings.dir("prometheus", "targets")
+        targets.mkdir(parents=True, exist_ok=True)
+        (targets / "haproxy.json").write_text(json.dumps([{
+            "targets": [f"{host}:{self.settings.port('haproxy_metrics')}"],
+            "labels": {"job_role": "router"},
+        }]))
+
     def argv(self) -> list[str]:
         # -db: stay in the foreground so the platform tracks the pid; -W: master-worker
         return [self.binary("haproxy"), "-W", "-db", "-f", str(self.state_dir / "haproxy.cfg")]

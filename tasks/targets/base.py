@@ -1,0 +1,95 @@
+"""The deploy-target plugin boundary.
+
+A target runs two versions of a service side by side and splits traffic between them. Roles:
+``stable`` (serves the traffic), ``canary`` (the new version under test, gets a share) and
+``preview`` (blue-green: the new colour, reachable on the preview address, no live traffic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from suite.errors import ConfigError
+
+
+class Role(StrEnum):
+    STABLE = "stable"
+    CANARY = "canary"
+    PREVIEW = "preview"
+
+
+class Strategy(StrEnum):
+    ROLLING = "rolling"
+    BLUE_GREEN = "blue-green"
+    CANARY = "canary"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One version of the service: what to run and how many replicas."""
+
+    service: str
+    release: str  # release id, unique per run
+    version: str  # human label, e.g. the git sha prefix
+    image: str  # reference by digest (repo@sha256:...) or tag
+    model_dir: str  # host directory holding model.onnx (mounted read-only)
+    model_name: str
+    model_version: str
+    replicas: int = 1
+    env: tuple[tuple[str, str], ...] = ()  # extra environment, e.g. fault injection
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replicas <= 4:
+            raise ConfigError(f"replicas is {self.replicas} (expected 1..4 on the local target)")
+        if not self.service.replace("-", "").isalnum():
+            raise ConfigError(f"service name {self.service!r} must be letters, digits and '-'")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running replica."""
+
+    container: str
+    slot: str  # HAProxy server name, e.g. stable1
+    port: int  # host port on 127.0.0.1
+    release: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    target: str
+    service: str
+    stable: Workload | None
+    canary: Workload | None
+    canary_weight: int  # percent of traffic on the canary (0..100)
+    instances: dict[str, tuple[Instance, ...]] = field(default_factory=dict)  # role -> instances
+
+    @property
+    def weights(self) -> tuple[int, int]:
+        return 100 - self.canary_weight, self.canary_weight
+
+
+class DeployTarget(Protocol):
+    name: str
+
+    def reconcile(self, workload: Workload, role: Role) -> Deployment:
+        """Make ``workload`` run healthy in ``role`` (idempotent)."""
+        ...
+
+    def set_weights(self, service: str, canary_percent: int) -> Deployment: ...
+
+    def promote(self, service: str) -> Deployment:
+        """The canary (or preview) becomes stable and takes all traffic."""
+        ...
+
+    def rollback(self, service: str) -> Deployment:
+        """All traffic to stable; the canary (or preview) is removed."""
+        ...
+
+    def finalize(self, service: str) -> Deployment:
+        """Remove what is kept only for instant rollback (the old colour)."""
+        ...
+
+    def status(self, service: str) -> Deployment: ...
