@@ -9,6 +9,8 @@ saved to ``server-state`` and loaded on the next start, so weights survive a res
 
 from __future__ import annotations
 
+import json
+
 from suite.errors import SuiteError
 from suite.haproxy import BACKEND, PREVIEW_BACKEND, SLOTS, RuntimeApi
 from suite.platform.service import Service, http_ok
