@@ -17,6 +17,7 @@ GROUPS = [
     "suite.commands.model",
     "suite.commands.demo",
     "suite.commands.webhook",
+    "suite.commands.load",
 ]
 
 

@@ -146,7 +146,7 @@ class LocalTarget:
         try:
             self.engine.containers.run(
                 workload.image,
-                command=["--model-path", "/model/model.onnx", "--host", "0.0.0.0",
+                command=["--model-uri", "/model/model.onnx", "--host", "0.0.0.0",
                          "--port", str(CONTAINER_PORT), "--model-name", workload.model_name,
                          "--model-version", workload.model_version],
                 name=name, detach=True, environment=env,

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def serve(name: str) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
