@@ -18,6 +18,7 @@ GROUPS = [
     "suite.commands.demo",
     "suite.commands.webhook",
     "suite.commands.load",
+    "suite.commands.images",
 ]
 
 

