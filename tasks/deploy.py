@@ -1,0 +1,143 @@
+"""Deploy stage: put a release on a target, shift traffic, promote or roll back.
+
+Plain functions do the work; the ``@task`` wrappers add Prefect's rollback hooks, so a failure
+later in the release transaction undoes what the deploy tasks did (the canary is removed and all
+traffic returns to stable). Model files come from the MLflow registry and are mounted read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.transactions import Transaction, get_transaction
+
+from suite.errors import ConfigError
+from suite.settings import Settings
+from tasks.targets import get_target
+from tasks.targets.base import Deployment, Role, Workload
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    directory: str  # host dir with model.onnx
+
+
+def new_release_id(git_sha: str) -> str:
+    return f"{git_sha[:8]}-{uuid.uuid4().hex[:6]}"
+
+
+def resolve_model_version(settings: Settings, name: str, version: str | None) -> str:
+    """``version`` as given, else the ``challenger``, else the ``champion``."""
+    from models.registry.store import client, get_version, version_by_alias
+
+    mc = client(settings.mlflow_uri)
+    if version:
+        get_version(mc, name, version)
+        return version
+    for alias in ("challenger", "champion"):
+        found = version_by_alias(mc, name, alias)
+        if found is not None:
+            return str(found.version)
+    raise ConfigError(f"model {name!r} has neither a 'challenger' nor a 'champion' version; "
+                      f"train one first (`prefect deployment run train/train`)")
+
+
+def fetch_model(settings: Settings, name: str, version: str) -> ModelRef:
+    """Download the ONNX file once per version into ``releases/models/NAME/VERSION``."""
+    from models.registry.store import download_onnx
+
+    folder = settings.dir("releases", "models", name, version)
+    target = folder / "model.onnx"
+    if not target.exists():
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        found = download_onnx(settings.mlflow_uri, name, version, tmp / "download")
+        shutil.copyfile(found, tmp / "model.onnx")
+        shutil.rmtree(tmp / "download", ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    # the container runs as an unprivileged user: the path must be readable by anyone
+    for path in [*reversed(folder.parents), folder]:
+        if path.is_dir() and str(path).startswith(str(settings.home)):
+            os.chmod(path, os.stat(path).st_mode | 0o005)
+    os.chmod(target, 0o644)
+    return ModelRef(name, version, str(folder))
+
+
+def workload(
+    *, service: str, release: str, git_sha: str, image: str, model: ModelRef, replicas: int,
+    fault_latency_ms: float = 0.0, fault_error_ratio: float = 0.0,
+) -> Workload:
+    env: list[tuple[str, str]] = []
+    if fault_latency_ms:
+        env.append(("SERVE_FAULT_LATENCY_MS", str(fault_latency_ms)))
+    if fault_error_ratio:
+        env.append(("SERVE_FAULT_ERROR_RATIO", str(fault_error_ratio)))
+    return Workload(service=service, release=release, version=git_sha[:12], image=image,
+                    model_dir=model.directory, model_name=model.name,
+                    model_version=model.version, replicas=replicas, env=tuple(env))
+
+
+def _stash(target: str, service: str, settings: Settings) -> None:
+    txn = get_transaction()
+    if txn is not None:
+        txn.set("target", target)
+        txn.set("service", service)
+        txn.set("settings", settings)
+
+
+def _undo(txn: Transaction) -> None:
+    """A later stage of the release failed: all traffic back to stable, canary removed."""
+    get_target(txn.get("target"), txn.get("settings")).rollback(txn.get("service"))
+
+
+@task(name="deploy-stable", cache_policy=NO_CACHE)
+def deploy_stable_task(target: str, wl: Workload, settings: Settings) -> Deployment:
+    """Rolling update of the stable replicas (the strategy ``rolling``; also a first release)."""
+    return get_target(target, settings).reconcile(wl, Role.STABLE)
+
+
+@task(name="deploy-canary", cache_policy=NO_CACHE)
+def deploy_canary_task(target: str, wl: Workload, settings: Settings) -> Deployment:
+    _stash(target, wl.service, settings)
+    return get_target(target, settings).reconcile(wl, Role.CANARY)
+
+
+deploy_canary_task.on_rollback(_undo)
+
+
+@task(name="deploy-preview", cache_policy=NO_CACHE)
+def deploy_preview_task(target: str, wl: Workload, settings: Settings) -> Deployment:
+    _stash(target, wl.service, settings)
+    return get_target(target, settings).reconcile(wl, Role.PREVIEW)
+
+
+deploy_preview_task.on_rollback(_undo)
+
+
+@task(name="set-weight", cache_policy=NO_CACHE)
+def set_weight_task(target: str, service: str, percent: int, settings: Settings) -> Deployment:
+    return get_target(target, settings).set_weights(service, percent)
+
+
+@task(name="promote", cache_policy=NO_CACHE)
+def promote_task(target: str, service: str, settings: Settings) -> Deployment:
+    return get_target(target, settings).promote(service)
+
+
+@task(name="rollback", cache_policy=NO_CACHE)
+def rollback_task(target: str, service: str, settings: Settings) -> Deployment:
+    return get_target(target, settings).rollback(service)
+
+
+@task(name="finalize", cache_policy=NO_CACHE)
+def finalize_task(target: str, service: str, settings: Settings) -> Deployment:
+    return get_target(target, settings).finalize(service)
