@@ -6,7 +6,8 @@ Order of decisions (each leaves its reason in the result):
 2. NaNs removed (or read as 0), outliers optionally removed;
 3. an empty side -> ``Nodata`` (``NodataFailMetric`` when the metric must have data and is not
    critical; ``Pass`` when NaNs are read as zeros, as in Kayenta);
-4. identical samples, or one single value on both sides -> ``Pass``;
+4. identical samples, or one single value on both sides -> ``Pass`` (not when an exposure is
+   given: the same counts over different traffic are different rates);
 5. the location comparison: the rank-sum interval of the shift (or, for sparse counts, the exact
    interval of the rate ratio on a log scale) against a tolerance band of ± ``tolerance`` times the
    estimate: entirely above -> increase, entirely below -> decrease; kept only in the configured
@@ -74,18 +75,24 @@ def _nodata(config: MetricConfig, name: str, c: Cleaned, e: Cleaned) -> MetricRe
     return MetricResult.empty(name, label, critical, reason, config, c, e)
 
 
-def _location(config: MetricConfig, c: FloatArray, e: FloatArray) -> Location:
-    use_rate = config.test == StatTest.RATE or (
-        config.test == StatTest.AUTO and is_sparse_counts(c, e)
+def _location(
+    config: MetricConfig, c: FloatArray, e: FloatArray, exposure: tuple[float, float] | None
+) -> Location:
+    use_rate = (
+        exposure is not None
+        or config.test == StatTest.RATE
+        or (config.test == StatTest.AUTO and is_sparse_counts(c, e))
     )
     if not use_rate:
         rs = rank_sum_test(e, c, config.confidence)
         iv = rs.interval
         band = config.tolerance * abs(iv.estimate)
         return Location("rank", iv, rs.p_value, iv.low > band, iv.high < -band, band)
-    if not (is_count_sample(c) and is_count_sample(e)):
+    if exposure is None and not (is_count_sample(c) and is_count_sample(e)):
         raise ConfigError("the rate test needs non-negative whole counts on both sides")
-    rt = rate_test(c, e, config.confidence)
+    if exposure is not None and (c.min() < 0 or e.min() < 0):
+        raise ConfigError("event counts are negative (expected counts >= 0 with an exposure)")
+    rt = rate_test(c, e, config.confidence, exposure)
     iv = rt.interval
     with np.errstate(divide="ignore"):
         low, high, est = (float(np.log(v)) for v in (iv.low, iv.high, iv.estimate))
@@ -95,8 +102,16 @@ def _location(config: MetricConfig, c: FloatArray, e: FloatArray) -> Location:
     return Location("rate", iv, rt.p_value, low > band, high < -band, band)
 
 
-def _effect(config: MetricConfig, c: FloatArray, e: FloatArray) -> tuple[float, float, float]:
-    ratio, common = mean_ratio(c, e), cles(c, e)
+def _effect(
+    config: MetricConfig, c: FloatArray, e: FloatArray, loc: Location
+) -> tuple[float, float, float]:
+    """(chosen effect size, mean ratio, CLES). For rates the ratio is the rate ratio (the mean
+    ratio when each sample is one unit of exposure); NaN when the baseline had no events."""
+    common = cles(c, e)
+    if loc.test == "rate":
+        ratio = loc.interval.estimate if float(c.sum()) > 0 else math.nan
+    else:
+        ratio = mean_ratio(c, e)
     chosen = common if config.effect_size_measure == EffectSizeMeasure.CLES else ratio
     return chosen, ratio, common
 
@@ -136,10 +151,16 @@ def _critical(config: MetricConfig, label: Classification, effect: float, spread
     return effect <= config.critical_decrease
 
 
-def _compare(config: MetricConfig, name: str, c: Cleaned, e: Cleaned) -> MetricResult:
+def _compare(
+    config: MetricConfig,
+    name: str,
+    c: Cleaned,
+    e: Cleaned,
+    exposure: tuple[float, float] | None,
+) -> MetricResult:
     cv, ev = c.values, e.values
-    loc = _location(config, cv, ev)
-    effect, ratio, common = _effect(config, cv, ev)
+    loc = _location(config, cv, ev, exposure)
+    effect, ratio, common = _effect(config, cv, ev, loc)
     label, reason = _decide(config, loc, effect)
     spread = None
     spread_flag = False
@@ -180,10 +201,28 @@ def _compare(config: MetricConfig, name: str, c: Cleaned, e: Cleaned) -> MetricR
     )
 
 
+def _same(c: FloatArray, e: FloatArray) -> str | None:
+    """Why nothing needs testing (Kayenta's shortcuts), or None."""
+    if np.array_equal(np.sort(c), np.sort(e)):
+        return "the canary and baseline data are identical"
+    if c.min() == c.max() == e.min() == e.max():
+        return f"every value on both sides is {c[0]:.6g}"
+    return None
+
+
 def classify_metric(
-    control: Any, experiment: Any, config: MetricConfig | None = None, *, name: str = "metric"
+    control: Any,
+    experiment: Any,
+    config: MetricConfig | None = None,
+    *,
+    name: str = "metric",
+    exposure: tuple[float, float] | None = None,
 ) -> MetricResult:
-    """Compare canary (experiment) against baseline (control) for one metric."""
+    """Compare canary (experiment) against baseline (control) for one metric.
+
+    With ``exposure`` = (baseline, canary) totals (e.g. requests served), the samples are event
+    counts (e.g. errors) and the exact rate test compares events per unit of exposure.
+    """
     config = config or MetricConfig()
     try:
         nans, outliers = NanStrategy(config.nan_strategy), OutlierStrategy(config.outlier_strategy)
@@ -191,12 +230,9 @@ def classify_metric(
         e = clean(_raw(experiment, "canary"), nans, outliers, config.outlier_factor)
         if c.values.size == 0 or e.values.size == 0:
             return _nodata(config, name, c, e)
-        if np.array_equal(np.sort(c.values), np.sort(e.values)):
-            reason = "the canary and baseline data are identical"
-            return MetricResult.same(name, reason, config, c, e)
-        if c.values.min() == c.values.max() == e.values.min() == e.values.max():
-            reason = f"every value on both sides is {c.values[0]:.6g}"
-            return MetricResult.same(name, reason, config, c, e)
-        return _compare(config, name, c, e)
+        same = None if exposure is not None else _same(c.values, e.values)
+        if same:
+            return MetricResult.same(name, same, config, c, e)
+        return _compare(config, name, c, e, exposure)
     except ConfigError as exc:
         return MetricResult.error(name, f"metric classification failed: {exc}", config)

@@ -5,7 +5,9 @@ interval of the shift collapses to [0, 0] whatever the canary does. Counts per i
 read as events over an exposure (the number of intervals). Given the total of both sides, the
 canary's total is binomial with p0 = n_canary / (n_canary + n_baseline) when both rates are
 equal, so the test and the Clopper-Pearson interval of that binomial give an exact p-value and an
-exact interval of the rate ratio (as R's ``poisson.test(c(x, y), c(tx, ty))``).
+exact interval of the rate ratio (as R's ``poisson.test(c(x, y), c(tx, ty))``). When the
+exposure is known (requests served, while the samples count errors), it replaces the number of
+intervals, so a canary taking 10 % of the traffic is compared per request, not per interval.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from scipy.special import betaincinv
 from scipy.stats import binom
 
+from suite.errors import ConfigError
 from tasks.canary.pairwise import FloatArray
 from tasks.canary.ranksum import Interval
 
@@ -76,10 +79,21 @@ def _ratio(p: float, exposure_ratio: float) -> float:
     return p / (1.0 - p) * exposure_ratio
 
 
-def rate_test(control: FloatArray, experiment: FloatArray, confidence: float) -> RateTest:
+def rate_test(
+    control: FloatArray,
+    experiment: FloatArray,
+    confidence: float,
+    exposure: tuple[float, float] | None = None,
+) -> RateTest:
+    """Compare event rates. ``exposure`` is (baseline, canary) exposure, e.g. request counts
+    when the samples are error counts; by default each sample is one unit of exposure."""
     canary_events = round(float(experiment.sum()))
     baseline_events = round(float(control.sum()))
-    n_canary, n_baseline = experiment.size, control.size
+    n_baseline, n_canary = exposure if exposure is not None else (control.size, experiment.size)
+    if not (n_baseline > 0 and n_canary > 0):
+        raise ConfigError(
+            f"exposure is baseline {n_baseline!r}, canary {n_canary!r} (expected both > 0)"
+        )
     exposure_ratio = n_baseline / n_canary
     total = canary_events + baseline_events
     if total == 0:
