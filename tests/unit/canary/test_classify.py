@@ -306,3 +306,15 @@ def test_config_takes_strings_and_stores_enums() -> None:
     config = MetricConfig(direction="increase", effect_size_measure="cles", allowed_increase=0.7)
     assert config.direction == "increase" and config.allowed_increase == 0.7
     assert MetricConfig().confidence == 0.98 and MetricConfig().tolerance == 0.25
+
+
+def test_error_counts_are_compared_per_unit_of_exposure() -> None:
+    """The same error counts over 100x less traffic: a far higher error rate."""
+    errors = [1.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+    result = classify_metric(errors, errors, MetricConfig(), exposure=(10_000.0, 100.0))
+    assert result.test == "rate" and result.classification == Classification.HIGH
+    assert result.mean_ratio == pytest.approx(100.0)
+    same_rate = classify_metric(errors, errors, MetricConfig(), exposure=(800.0, 800.0))
+    assert same_rate.classification == Classification.PASS
+    bad = classify_metric(errors, errors, MetricConfig(), exposure=(0.0, 10.0))
+    assert bad.classification == Classification.ERROR and "exposure" in bad.reason
