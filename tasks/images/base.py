@@ -69,8 +69,10 @@ def debian_mirror(sources: Path = SOURCES, fallback: Path = FALLBACK_SOURCES) ->
             parts = line.split()
             if line.startswith("URIs:") and len(parts) > 1 and "security" not in parts[1]:
                 return parts[1]
-            if parts[:1] == ["deb"] and len(parts) > 2 and "security" not in line:
-                return parts[2] if not parts[1].startswith("[") else parts[-3]
+            if parts[:1] == ["deb"] and "security" not in line:
+                urls = [p for p in parts[1:] if "://" in p]
+                if urls:
+                    return urls[0]
     raise ConfigError(
         f"no Debian mirror found in {sources} or {fallback} (expected a 'URIs:' line); "
         f"configure apt first"
