@@ -29,6 +29,8 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 
 DATABASES = ("sqlite", "postgres")
+#: the checkout this package runs from (installed editable by `make install`)
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 #: where the debootstrap rootfs of the base image is kept across homes and test runs
 DEFAULT_IMAGE_CACHE = Path("/var/cache/ultimate-suite")
 
@@ -172,5 +174,7 @@ def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[
     for name, port in settings.ports.items():
         base[f"SUITE_{name.upper()}_PORT"] = str(port)
     base["SUITE_DATABASE"] = settings.database
+    # where deployments find the flows (prefect.yaml's pull step sets the working directory)
+    base.setdefault("SUITE_PROJECT_DIR", str(PROJECT_DIR))
     base.setdefault("PYTHONUNBUFFERED", "1")
     return base

@@ -197,7 +197,7 @@ class LocalTarget:
         return self.settings.dir("prometheus", "targets", f"{inst.container}.json")
 
     def _register_metrics(self, workload: Workload, role: str, inst: Instance) -> None:
-        labels = {"service": workload.service, "track": role, "version": workload.version,
+        labels = {"service": workload.service, "track": role, "git": workload.version,
                   "release": workload.release, "slot": inst.slot}
         atomic_write(self._targets_file(inst),
                      json.dumps([{"targets": [f"127.0.0.1:{inst.port}"], "labels": labels}]))
