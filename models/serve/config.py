@@ -1,0 +1,144 @@
+"""Server configuration from command-line flags over ``SERVE_*`` environment variables.
+
+This is the server's only reader of the environment (it runs as its own program, often in a
+container where variables are the natural interface). Fault injection is off unless
+``SERVE_FAULT_LATENCY_MS`` / ``SERVE_FAULT_ERROR_RATIO`` (or the matching flags) say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+from models.serve.errors import ConfigInvalid
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_uri: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: most rows per ONNX Runtime call (a single larger request still runs as one batch)
+    max_batch_size: int = 32
+    #: longest a queued request waits for others to join its batch
+    max_wait_ms: float = 2.0
+    max_body_bytes: int = 1 << 20
+    #: most rows in one request
+    max_rows: int = 1024
+    #: ONNX Runtime intra-op threads
+    threads: int = 1
+    #: run ONNX Runtime in a thread (heavy models) instead of on the event loop (small ones)
+    offload_inference: bool = False
+    #: how long a shutdown waits for in-flight requests
+    drain_timeout_s: float = 15.0
+    #: after SIGTERM, how long /readyz reports 503 before the listener closes (load balancers)
+    shutdown_delay_s: float = 0.0
+    #: Prometheus labels; default from the registry or the ONNX metadata
+    model_name: str | None = None
+    model_version: str | None = None
+    #: MLflow tracking URI for ``models:/`` URIs (default: MLFLOW_TRACKING_URI)
+    tracking_uri: str | None = None
+    #: FAULT INJECTION (canary tests, demos): added latency per request and share of 500s
+    fault_latency_ms: float = 0.0
+    fault_error_ratio: float = 0.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _range("port", self.port, 0, 65535)
+        _range("max_batch_size", self.max_batch_size, 1, 65536)
+        _range("max_wait_ms", self.max_wait_ms, 0, 10_000)
+        _range("max_body_bytes", self.max_body_bytes, 64, 1 << 30)
+        _range("max_rows", self.max_rows, 1, 1 << 20)
+        _range("threads", self.threads, 0, 256)
+        _range("drain_timeout_s", self.drain_timeout_s, 0, 3600)
+        _range("shutdown_delay_s", self.shutdown_delay_s, 0, 600)
+        _range("fault_latency_ms", self.fault_latency_ms, 0, 600_000)
+        _range("fault_error_ratio", self.fault_error_ratio, 0, 1)
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigInvalid(f"--log-level / SERVE_LOG_LEVEL is {self.log_level!r} "
+                                "(expected debug, info, warning or error)")
+        if not self.model_uri:
+            raise ConfigInvalid("model URI is empty (pass --model-uri PATH|models:/NAME@ALIAS "
+                                "or set SERVE_MODEL_URI)")
+
+    @property
+    def faults_enabled(self) -> bool:
+        return self.fault_latency_ms > 0 or self.fault_error_ratio > 0
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _env(name: str) -> str:
+    return "SERVE_" + name.upper()
+
+
+def _range(name: str, value: float, low: float, high: float) -> None:
+    if (isinstance(value, float) and math.isnan(value)) or not low <= value <= high:
+        raise ConfigInvalid(f"{_flag(name)} / {_env(name)} is {value!r} "
+                            f"(expected a number in [{low:g}, {high:g}])")
+
+
+_EXPECTED = {"int": "an integer", "float": "a number", "bool": "1/0, true/false, yes/no"}
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
+
+
+def _convert(name: str, kind: str, raw: str) -> object:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return _BOOLS[raw.strip().lower()]
+    except (ValueError, KeyError) as exc:
+        raise ConfigInvalid(f"{_flag(name)} / {_env(name)} is {raw!r} "
+                            f"(expected {_EXPECTED[kind]})") from exc
+    return raw
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m models.serve",
+        description="Serve an ONNX model over HTTP with dynamic micro-batching. Every flag can "
+                    "also be set as SERVE_<FLAG> (e.g. SERVE_MAX_WAIT_MS); flags win.",
+    )
+    help_text = {
+        "model_uri": "a .onnx file, an MLflow model directory, models:/NAME@ALIAS or "
+                     "models:/NAME/VERSION",
+        "fault_latency_ms": "FAULT INJECTION: extra latency added to every /predict (0 = off)",
+        "fault_error_ratio": "FAULT INJECTION: share of /predict answered 500 (0 = off)",
+    }
+    for f in fields(ServeConfig):
+        kind = str(f.type).split(" ")[0]
+        helps = help_text.get(f.name, f"(env {_env(f.name)})")
+        if kind == "bool":
+            p.add_argument(_flag(f.name), dest=f.name, action="store_const", const="1",
+                           default=None, help=helps)
+        else:
+            p.add_argument(_flag(f.name), dest=f.name, default=None, help=helps)
+    return p
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ServeConfig:
+    env = os.environ if env is None else env
+    args = vars(parser().parse_args(argv))
+    values: dict[str, object] = {}
+    for f in fields(ServeConfig):
+        raw = args.get(f.name)
+        if raw is None and env.get(_env(f.name)):
+            raw = env[_env(f.name)]
+        if raw is None:
+            continue
+        values[f.name] = _convert(f.name, str(f.type).split(" ")[0], raw)
+    if "tracking_uri" not in values and env.get("MLFLOW_TRACKING_URI"):
+        values["tracking_uri"] = env["MLFLOW_TRACKING_URI"]
+    if "model_uri" not in values:
+        raise ConfigInvalid("no model given (pass --model-uri PATH|models:/NAME@ALIAS or set "
+                            "SERVE_MODEL_URI)")
+    return ServeConfig(**values)  # type: ignore[arg-type]

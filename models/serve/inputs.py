@@ -1,0 +1,73 @@
+"""Turn a request body into a float32 batch, or refuse it with a 4xx naming the problem.
+
+Accepted: ``{"inputs": [[x, ...], ...]}`` — a non-empty list of rows, each of the model's feature
+shape, numbers only, finite in float32. Pure function of the body and the limits.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from models.serve.errors import BadInput
+
+EXAMPLE = '{"inputs": [[0, 1, 2, ...], ...]}'
+
+
+def _shape(feature_shape: tuple[int, ...]) -> str:
+    return "(n, " + ", ".join(map(str, feature_shape)) + ")"
+
+
+def _non_number(values: Any) -> str:
+    """Type name of the first element that is not a JSON number."""
+    stack = [values]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, bool) or not isinstance(item, int | float):
+            return "boolean" if isinstance(item, bool) else (
+                "null" if item is None else type(item).__name__)
+    return ""
+
+
+def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np.ndarray:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "inputs" not in data:
+        raise BadInput(422, "missing_inputs",
+                       f"body must be a JSON object with key 'inputs', e.g. {EXAMPLE}")
+    inputs = data["inputs"]
+    if not isinstance(inputs, list):
+        raise BadInput(422, "wrong_shape", f"'inputs' is a {type(inputs).__name__} "
+                       f"(expected a list of rows of shape {_shape(feature_shape)})")
+    if not inputs:
+        raise BadInput(422, "empty_batch", "'inputs' is an empty list (expected at least 1 row)")
+    if len(inputs) > max_rows:
+        raise BadInput(413, "too_many_rows",
+                       f"'inputs' has {len(inputs)} rows (at most {max_rows} per request)")
+    try:
+        arr = np.asarray(inputs)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(422, "wrong_shape", f"'inputs' is ragged or not rectangular "
+                       f"(expected shape {_shape(feature_shape)}): {exc}") from exc
+    if arr.dtype.kind not in "iuf" or (
+            (b"true" in body or b"false" in body) and _non_number(inputs)):
+        found = _non_number(inputs) or str(arr.dtype)
+        raise BadInput(422, "wrong_dtype",
+                       f"'inputs' must contain only numbers (found {found})")
+    if arr.shape[1:] != feature_shape or arr.ndim != len(feature_shape) + 1:
+        raise BadInput(422, "wrong_shape", f"'inputs' has shape {tuple(arr.shape)} "
+                       f"(expected {_shape(feature_shape)})")
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = arr.astype(np.float32)
+    finite = np.isfinite(x)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise BadInput(422, "non_finite", f"'inputs' row {row} holds NaN or infinity "
+                       "(or a number too large for float32)")
+    return np.ascontiguousarray(x)

@@ -1,0 +1,91 @@
+"""Start the server, load the model, and shut down gracefully.
+
+Start-up: the listener opens at once (``/healthz`` answers, ``/readyz`` is 503 "loading"), the
+model loads in a thread, then ``/readyz`` turns 200. A failed load exits with status 1.
+
+SIGTERM / SIGINT: ``/readyz`` turns 503 "draining", after ``shutdown_delay_s`` the listener
+closes, requests in flight finish (up to ``drain_timeout_s``), the batcher runs what is queued,
+and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from models.serve import config as config_mod
+from models.serve.app import ServerState, build_app
+from models.serve.config import ServeConfig
+from models.serve.errors import ServeError
+
+log = logging.getLogger("models.serve")
+
+
+async def serve(config: ServeConfig) -> int:
+    state = ServerState(config)
+    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False,
+                           shutdown_timeout=config.drain_timeout_s)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
+    await site.start()
+    addresses = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
+    log.info("listening on %s (loading %s)", addresses, config.model_uri)
+    if config.faults_enabled:
+        log.warning("FAULT INJECTION ENABLED: +%g ms latency, %g error ratio",
+                    config.fault_latency_ms, config.fault_error_ratio)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    code = 0
+    loading: asyncio.Future[None] = loop.run_in_executor(None, state.load)
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {loading, stopping}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if loading.done():
+        exc = loading.exception()
+        if exc is not None:
+            state.phase = "failed"
+            log.error("cannot load the model: %s", exc)
+            code = 1
+            stop.set()
+        else:
+            state.start_batching()
+            log.info("ready: model %s version %s, input %s, max batch %d, max wait %g ms",
+                     state.name, state.version, state.model and state.model.feature_shape,
+                     config.max_batch_size, config.max_wait_ms)
+    await stopping
+
+    state.phase = "draining" if code == 0 else state.phase
+    state.metrics.ready.set(0)
+    log.info("shutting down: draining in-flight requests (up to %g s)", config.drain_timeout_s)
+    if config.shutdown_delay_s > 0 and code == 0:
+        await asyncio.sleep(config.shutdown_delay_s)
+    await runner.cleanup()
+    if not loading.done():
+        loading.cancel()
+    log.info("stopped")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_mod.load(argv)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:  # e.g. the port is taken
+        log.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
+        return 1

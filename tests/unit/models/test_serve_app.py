@@ -1,0 +1,123 @@
+"""The HTTP app in-process (aiohttp test server) on a small exported scikit-learn model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from models.serve.app import ServerState, build_app
+from models.serve.config import ServeConfig
+from models.validate import onnx_predict
+from tasks.train import Trained
+
+Scenario = Callable[[TestClient], Awaitable[None]]
+
+
+def run_app(config: ServeConfig, scenario: Scenario) -> None:
+    async def main() -> None:
+        state = ServerState(config)
+        state.load()
+        state.start_batching()
+        client = TestClient(TestServer(build_app(state)))
+        await client.start_server()
+        try:
+            await scenario(client)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_predictions_match_in_process_ort(sklearn_onnx: Path, sklearn_trained: Trained) -> None:
+    x = sklearn_trained.split.x_test[:40]
+    labels, proba = onnx_predict(sklearn_onnx, x)
+
+    async def scenario(client: TestClient) -> None:
+        async def one(i: int) -> None:
+            resp = await client.post("/predict", json={"inputs": x[i:i + 2].tolist()})
+            assert resp.status == 200
+            data = await resp.json()
+            assert data["model"] == "digits-unit"
+            assert data["outputs"]["label"] == labels[i:i + 2].tolist()
+            np.testing.assert_allclose(data["outputs"]["probabilities"], proba[i:i + 2],
+                                       atol=1e-6)
+        await asyncio.gather(*[one(i) for i in range(0, 40, 2)])
+
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
+
+
+BAD = [
+    (b"{oops", 400, "malformed_json"),
+    (b'{"inputs": []}', 422, "empty_batch"),
+    (b'{"inputs": [[1, 2, 3]]}', 422, "wrong_shape"),
+    (json.dumps({"inputs": [["a"] * 64]}).encode(), 422, "wrong_dtype"),
+    (json.dumps({"inputs": [[1.0] * 63 + [float("nan")]]}).encode(), 422, "non_finite"),
+    (b'{"inputs": [' + b"0," * 600 + b"0]}", 413, "body_too_large"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "code"), BAD)
+def test_bad_requests_get_4xx_json(sklearn_onnx: Path, raw: bytes, status: int, code: str) -> None:
+    async def scenario(client: TestClient) -> None:
+        resp = await client.post("/predict", data=raw,
+                                 headers={"Content-Type": "application/json"})
+        assert resp.status == status
+        assert (await resp.json())["error"] == code
+
+    run_app(ServeConfig(model_uri=str(sklearn_onnx), max_body_bytes=1000), scenario)
+
+
+def test_health_ready_model_and_metrics(sklearn_onnx: Path) -> None:
+    async def scenario(client: TestClient) -> None:
+        assert (await client.get("/healthz")).status == 200
+        ready = await client.get("/readyz")
+        assert ready.status == 200 and (await ready.json())["status"] == "ready"
+        described = await (await client.get("/model")).json()
+        assert described["input"]["shape"] == ["batch", 64]
+        await client.post("/predict", json={"inputs": [[0.0] * 64]})
+        await client.post("/predict", data=b"nope")
+        text = await (await client.get("/metrics")).text()
+        version = described["version"]
+        labels = f'model="digits-unit",version="{version}"'
+        assert f'model_server_requests_total{{code="200",{labels}}} 1.0' in text
+        assert f'model_server_requests_total{{code="400",{labels}}} 1.0' in text
+        assert f"model_server_request_duration_seconds_count{{{labels}}} 2.0" in text
+        assert f"model_server_batch_size_count{{{labels}}} 1.0" in text
+        assert "model_server_fault_injection_error_ratio 0.0" in text
+        missing = await client.get("/nope")
+        assert missing.status == 404 and (await missing.json())["error"] == "not_found"
+
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
+
+
+def test_fault_injection_answers_500_and_adds_latency(sklearn_onnx: Path) -> None:
+    async def scenario(client: TestClient) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        resp = await client.post("/predict", json={"inputs": [[0.0] * 64]})
+        assert loop.time() - began >= 0.05
+        assert resp.status == 500 and (await resp.json())["error"] == "injected_fault"
+
+    config = ServeConfig(model_uri=str(sklearn_onnx), fault_latency_ms=50, fault_error_ratio=1)
+    run_app(config, scenario)
+
+
+def test_not_ready_until_loaded(sklearn_onnx: Path) -> None:
+    async def main() -> None:
+        state = ServerState(ServeConfig(model_uri=str(sklearn_onnx)))
+        client = TestClient(TestServer(build_app(state)))
+        await client.start_server()
+        try:
+            assert (await client.get("/readyz")).status == 503
+            resp = await client.post("/predict", json={"inputs": [[0.0] * 64]})
+            assert resp.status == 503 and (await resp.json())["error"] == "not_ready"
+        finally:
+            await client.close()
+
+    asyncio.run(main())

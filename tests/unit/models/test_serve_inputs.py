@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.serve.errors import BadInput
+from models.serve.inputs import parse_body
+
+SHAPE = (4,)
+ROW = [0.0, 1.0, 2.0, 16.0]
+
+
+def body(inputs: object) -> bytes:
+    return json.dumps({"inputs": inputs}).encode()
+
+
+@pytest.mark.parametrize(("raw", "status", "code"), [
+    (b"{not json", 400, "malformed_json"),
+    (b"\xff\xfe", 400, "malformed_json"),
+    (b"", 400, "malformed_json"),
+    (b"[1, 2]", 422, "missing_inputs"),
+    (b'{"instances": [[1, 2, 3, 4]]}', 422, "missing_inputs"),
+    (body([]), 422, "empty_batch"),
+    (body(5), 422, "wrong_shape"),
+    (body([[1, 2, 3]]), 422, "wrong_shape"),
+    (body([ROW, [1, 2]]), 422, "wrong_shape"),
+    (body(ROW), 422, "wrong_shape"),
+    (body([[ROW]]), 422, "wrong_shape"),
+    (body([[1, 2, 3, "4"]]), 422, "wrong_dtype"),
+    (body([[1, 2, 3, None]]), 422, "wrong_dtype"),
+    (body([[1, 2, 3, True]]), 422, "wrong_dtype"),
+    (body([[1.5, 2, 3, False]]), 422, "wrong_dtype"),
+    (body([[1, 2, 3, {"a": 1}]]), 422, "wrong_dtype"),
+    (b'{"inputs": [[1, 2, 3, NaN]]}', 422, "non_finite"),
+    (b'{"inputs": [[1, 2, 3, Infinity]]}', 422, "non_finite"),
+    (b'{"inputs": [[1, 2, 3, 1e999]]}', 422, "non_finite"),
+    (body([[1, 2, 3, 1e39]]), 422, "non_finite"),  # finite in JSON, not in float32
+    (body([ROW] * 11), 413, "too_many_rows"),
+])
+def test_bad_input_is_refused_with_4xx_and_code(raw: bytes, status: int, code: str) -> None:
+    with pytest.raises(BadInput) as info:
+        parse_body(raw, SHAPE, max_rows=10)
+    assert (info.value.status, info.value.code) == (status, code)
+    assert 400 <= info.value.status < 500 and info.value.detail
+
+
+def test_good_input_becomes_contiguous_float32() -> None:
+    x = parse_body(body([ROW, [1, 2, 3, 4]]), SHAPE, max_rows=10)
+    assert x.dtype == np.float32 and x.shape == (2, 4) and x.flags.c_contiguous
+    np.testing.assert_array_equal(x[0], ROW)
+
+
+def test_boolean_text_elsewhere_in_body_is_fine() -> None:
+    raw = json.dumps({"inputs": [ROW], "note": "true or false"}).encode()
+    assert parse_body(raw, SHAPE, max_rows=10).shape == (1, 4)
+
+
+def test_messages_name_the_problem() -> None:
+    with pytest.raises(BadInput, match=r"shape \(1, 3\) \(expected \(n, 4\)\)"):
+        parse_body(body([[1, 2, 3]]), SHAPE, max_rows=10)
+    with pytest.raises(BadInput, match="found boolean"):
+        parse_body(body([[1, 2, 3, True]]), SHAPE, max_rows=10)
