@@ -19,9 +19,10 @@ from tasks.canary.ranksum import one_sided_greater_p
 
 
 def mean_ratio(control: FloatArray, experiment: FloatArray) -> float:
-    """Canary mean over baseline mean; NaN when the baseline mean is zero (no ratio exists)."""
+    """Canary mean over baseline mean; NaN when the baseline mean is zero (no ratio exists).
+    "Zero" allows for rounding: a mean below 1e-12 of the mean magnitude is a sum that cancels."""
     control_mean = float(np.mean(control))
-    if control_mean == 0.0:
+    if abs(control_mean) <= 1e-12 * float(np.mean(np.abs(control))):
         return math.nan
     return float(np.mean(experiment)) / control_mean
 
@@ -35,6 +36,17 @@ def cles(control: FloatArray, experiment: FloatArray) -> float:
     return wins / (experiment.shape[0] * ys.shape[0])
 
 
+def _median(values: FloatArray) -> float:
+    """Median; O(1) when the judge hands over a sorted sample."""
+    ordered = values if (values[1:] >= values[:-1]).all() else np.sort(values)
+    middle = ordered.size // 2
+    return (
+        float(ordered[middle])
+        if ordered.size % 2
+        else 0.5 * float(ordered[middle - 1] + ordered[middle])
+    )
+
+
 @dataclass(frozen=True)
 class SpreadTest:
     ratio: float  # mean absolute deviation from the median, canary over baseline
@@ -42,8 +54,8 @@ class SpreadTest:
 
 
 def spread_test(control: FloatArray, experiment: FloatArray) -> SpreadTest:
-    control_dev = np.abs(control - np.median(control))
-    experiment_dev = np.abs(experiment - np.median(experiment))
+    control_dev = np.abs(control - _median(control))
+    experiment_dev = np.abs(experiment - _median(experiment))
     control_mad, experiment_mad = float(control_dev.mean()), float(experiment_dev.mean())
     if control_mad == 0.0:
         ratio = 1.0 if experiment_mad == 0.0 else math.inf

@@ -9,7 +9,7 @@ very regular sample never loses its tails.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,9 @@ class Cleaned:
     values: FloatArray
     nan_count: int  # NaNs removed or replaced
     outliers_removed: int
+
+    def sorted(self) -> Cleaned:
+        return replace(self, values=np.sort(self.values))
 
 
 def _commons_percentile(sorted_values: FloatArray, p: float) -> float:

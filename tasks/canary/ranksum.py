@@ -83,10 +83,27 @@ def _tie_term(sorted_values: FloatArray) -> float:
     """Σ(t³ - t) over the groups of equal values of a sorted array."""
     if sorted_values.size < 2:
         return 0.0
-    breaks = np.flatnonzero(np.diff(sorted_values) != 0)
+    equal = np.diff(sorted_values) == 0
+    if not equal.any():
+        return 0.0
+    breaks = np.flatnonzero(~equal)
     edges = np.concatenate(([0], breaks + 1, [sorted_values.size]))
     sizes = np.diff(edges).astype(np.float64)
     return float(np.sum(sizes**3 - sizes))
+
+
+def _u_and_pooled_ties(
+    xs: FloatArray, ys: FloatArray, tie_x: float, tie_y: float
+) -> tuple[float, float]:
+    """Mann-Whitney U of xs at shift 0 and the tie term of the pooled sample (sorted inputs).
+    Without a value shared by both samples the pooled ties are just each sample's own."""
+    below = np.searchsorted(ys, xs, side="left")
+    through = np.searchsorted(ys, xs, side="right")
+    shared = int((through - below).sum())
+    u = float(below.sum()) + 0.5 * shared
+    if shared == 0:
+        return u, tie_x + tie_y
+    return u, _tie_term(np.sort(np.concatenate((xs, ys))))
 
 
 def _sigma(m: int, n: int, tie_term: float) -> float:
@@ -105,12 +122,6 @@ def _order_ranks(m: int, n: int, z: float, sigma0: float) -> tuple[int, int]:
     return min(max(lower, 1), mn) - 1, min(max(upper, 1), mn) - 1
 
 
-def _u_at_zero(xs: FloatArray, ys: FloatArray) -> float:
-    below = np.searchsorted(ys, xs, side="left")
-    through = np.searchsorted(ys, xs, side="right")
-    return float(below.sum()) + 0.5 * float((through - below).sum())
-
-
 def _hodges_lehmann(xs: FloatArray, ys: FloatArray, first: float) -> float:
     mn = xs.shape[0] * ys.shape[0]
     if mn % 2:
@@ -123,18 +134,22 @@ def rank_sum_test(experiment: Any, control: Any, confidence: float = 0.95) -> Ra
     confidence = check_confidence(confidence)
     xs = np.sort(as_sample(experiment, "experiment"))
     ys = np.sort(as_sample(control, "control"))
+    return rank_sum_sorted(xs, ys, confidence)
+
+
+def rank_sum_sorted(xs: FloatArray, ys: FloatArray, confidence: float) -> RankSumTest:
+    """``rank_sum_test`` on validated, sorted samples (the judge sorts once and reuses)."""
     m, n = xs.shape[0], ys.shape[0]
     mn = m * n
-
-    sigma0 = _sigma(m, n, _tie_term(xs) + _tie_term(ys))
+    tie_x, tie_y = _tie_term(xs), _tie_term(ys)
+    sigma0 = _sigma(m, n, tie_x + tie_y)
     z_crit = float(ndtri(1.0 - (1.0 - confidence) / 2.0))
     low_rank, high_rank = _order_ranks(m, n, z_crit, sigma0)
-    ranks = [low_rank, high_rank, (mn - 1) // 2]
-    low, high, median_low = order_statistics(xs, ys, ranks)
+    low, high, median_low = order_statistics(xs, ys, [low_rank, high_rank, (mn - 1) // 2])
     estimate = _hodges_lehmann(xs, ys, median_low)
 
-    u = _u_at_zero(xs, ys)
-    sigma = _sigma(m, n, _tie_term(np.sort(np.concatenate((xs, ys)))))
+    u, pooled_ties = _u_and_pooled_ties(xs, ys, tie_x, tie_y)
+    sigma = _sigma(m, n, pooled_ties)
     dz = u - mn / 2.0
     if sigma > 0:
         z = (dz - 0.5 * math.copysign(1.0, dz) * (dz != 0)) / sigma
@@ -161,8 +176,8 @@ def one_sided_greater_p(experiment: FloatArray, control: FloatArray) -> float:
     larger), used by the spread test on absolute deviations."""
     xs, ys = np.sort(experiment), np.sort(control)
     m, n = xs.shape[0], ys.shape[0]
-    sigma = _sigma(m, n, _tie_term(np.sort(np.concatenate((xs, ys)))))
+    u, pooled_ties = _u_and_pooled_ties(xs, ys, _tie_term(xs), _tie_term(ys))
+    sigma = _sigma(m, n, pooled_ties)
     if sigma == 0:
         return 1.0
-    z = (_u_at_zero(xs, ys) - m * n / 2.0 - 0.5) / sigma
-    return float(ndtr(-z))
+    return float(ndtr(-(u - m * n / 2.0 - 0.5) / sigma))

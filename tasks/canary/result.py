@@ -44,16 +44,28 @@ class SampleStats:
         if values.size == 0:
             nan = math.nan
             return cls(0, nan, nan, nan, nan, nan, nan_count, outliers_removed)
+        ordered = values if is_sorted(values) else np.sort(values)
         return cls(
-            count=int(values.size),
-            mean=float(np.mean(values)),
-            median=float(np.median(values)),
-            min=float(values.min()),
-            max=float(values.max()),
-            std=float(np.std(values, ddof=1)) if values.size > 1 else 0.0,
+            count=int(ordered.size),
+            mean=float(ordered.mean()),
+            median=median_of_sorted(ordered),
+            min=float(ordered[0]),
+            max=float(ordered[-1]),
+            std=float(ordered.std(ddof=1)) if ordered.size > 1 else 0.0,
             nan_count=nan_count,
             outliers_removed=outliers_removed,
         )
+
+
+def is_sorted(values: FloatArray) -> bool:
+    return bool(values.size < 2 or (values[1:] >= values[:-1]).all())
+
+
+def median_of_sorted(values: FloatArray) -> float:
+    middle = values.size // 2
+    if values.size % 2:
+        return float(values[middle])
+    return 0.5 * (float(values[middle - 1]) + float(values[middle]))
 
 
 _NO_STATS = SampleStats(0, math.nan, math.nan, math.nan, math.nan, math.nan)
@@ -69,6 +81,7 @@ class Location:
     above: bool  # interval entirely above the tolerance band
     below: bool
     band: float
+    cles: float = math.nan  # from the rank-sum statistic when the rank test ran
 
     def describe(self, where: str) -> str:
         iv = self.interval
