@@ -1,0 +1,1 @@
+"""Reusable pieces of the stacks: hardened pod specs and the model-server track component."""
