@@ -46,6 +46,10 @@ from tasks.targets.base import Strategy
 from tasks.test_stage import test_task
 
 PROJECT = Path(__file__).resolve().parents[1]
+#: the model server's own tests: what the test stage runs by default
+SERVICE_TESTS = ["tests/unit/models/test_serve_app.py", "tests/unit/models/test_serve_inputs.py",
+                 "tests/unit/models/test_serve_batcher.py",
+                 "tests/unit/models/test_serve_config.py"]
 
 
 @flow(name="release", log_prints=True)
@@ -97,7 +101,7 @@ def release(
             rec.gate = {"allowed": gate.allowed, "warnings": list(gate.warnings),
                         "waivers": list(gate.waivers_used)}
         with stage(rec, "test", lambda: f"{tests.passed} passed, {tests.failed} failed"):
-            tests = test_task(test_paths or ["tests/unit/models"], src, f"{service}@{sha[:12]}",
+            tests = test_task(test_paths or SERVICE_TESTS, src, f"{service}@{sha[:12]}",
                               settings)
         with stage(rec, "provision"):
             if target != "local":
