@@ -1,12 +1,16 @@
 """Build evidence next to the image: CycloneDX SBOM and signed SLSA provenance, and their check.
 
-Stored under ``<SUITE_HOME>/evidence/<digest>/`` (``sbom.cdx.json``, ``provenance.dsse.json``),
-with ``evidence/index.json`` mapping each ``repository:tag`` the suite pushed to the digest it
-pushed, so a tag that was later moved to another image is named as such by ``suite verify``.
+Stored in the registry next to the image as OCI artifacts (tags ``sha256-<hex>.att`` and
+``.sbom``, see :mod:`tasks.evidence_oci`) and under ``<SUITE_HOME>/evidence/<digest>/``
+(``sbom.cdx.json``, ``provenance.dsse.json``), with ``evidence/index.json`` mapping each
+``repository:tag`` the suite pushed to the digest it pushed, so a tag that was later moved to
+another image is named as such by ``suite verify``. Verification reads the local copy, or the
+registry's when there is none (another machine), and fails if the two differ.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from suite import engine as engine_mod
 from suite.errors import ProviderError
 from suite.platform.files import atomic_write
 from suite.settings import Settings
+from tasks import evidence_oci
 from tasks import provenance as prov
 from tasks.build import BuildResult, sha256_file, suite_version
 from tasks.scanners import trivy_config
@@ -33,6 +38,7 @@ class Evidence:
     sbom: Path
     provenance: Path
     sbom_components: int
+    registry_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,10 +123,15 @@ def write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client) 
         raise ProviderError(f"trivy wrote an SBOM that is not JSON: {exc}") from exc
     envelope = prov.sign_envelope(vault, prov.statement(facts_for(result, sbom)))
     atomic_write(directory / PROVENANCE, json.dumps(envelope, indent=2))
+    tags = tuple(
+        evidence_oci.push_artifact(result.image.repository, result.image.digest, kind,
+                                   path.read_bytes())
+        for kind, path in (("att", directory / PROVENANCE), ("sbom", sbom))
+    )
     index = read_index(settings)
     index[result.image.ref] = result.image.digest
     atomic_write(_index_path(settings), json.dumps(index, indent=2, sort_keys=True))
-    return Evidence(directory, sbom, directory / PROVENANCE, components)
+    return Evidence(directory, sbom, directory / PROVENANCE, components, tags)
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -166,16 +177,18 @@ def _check_statement(stmt: dict[str, Any], repository: str, digest: str) -> list
     return checks
 
 
-def _check_sbom(stmt: dict[str, Any], directory: Path) -> Check:
+def _check_sbom(stmt: dict[str, Any], directory: Path, repository: str, digest: str) -> Check:
     byproducts = ((stmt.get("predicate") or {}).get("runDetails") or {}).get("byproducts") or []
     want = next((b.get("digest") for b in byproducts if b.get("name") == "sbom"), None)
     path = directory / SBOM
     if want is None:
         return Check("sbom", False, "provenance names no SBOM byproduct")
-    if not path.exists():
-        return Check("sbom", False, f"SBOM missing at {path}")
-    got = _digest_map(sha256_file(path))
-    return Check("sbom", got == want, f"{path.name} sha256 {got.get('sha256', '')[:16]}…"
+    data = path.read_bytes() if path.exists() else evidence_oci.fetch_artifact(
+        repository, digest, "sbom")
+    if data is None:
+        return Check("sbom", False, f"SBOM missing at {path} and in the registry")
+    got = {"sha256": hashlib.sha256(data).hexdigest()}
+    return Check("sbom", got == want, f"SBOM sha256 {got['sha256'][:16]}…"
                  + ("" if got == want else f" != signed {want}"))
 
 
@@ -193,14 +206,24 @@ def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyRe
         checks.append(Check("digest", True, f"registry serves {digest}"))
     directory = evidence_dir(settings, digest)
     path = directory / PROVENANCE
-    try:
-        envelope = json.loads(path.read_text())
-    except OSError:
-        checks.append(Check("provenance", False, f"no provenance for {digest} at {path}: "
+    stored = evidence_oci.fetch_artifact(repository, digest, "att")
+    local = path.read_bytes() if path.exists() else None
+    raw = local if local is not None else stored
+    if raw is None:
+        checks.append(Check("provenance", False, f"no provenance for {digest} (neither at "
+                                                 f"{path} nor in the registry as "
+                                                 f"{evidence_oci.artifact_tag(digest, 'att')}): "
                                                  f"not built by the suite, or re-tagged"))
         return VerifyReport(image, digest, tuple(checks))
+    if local is not None and stored is not None:
+        same = local == stored
+        checks.append(Check("stored", same, "local evidence matches the registry copy" if same
+                            else f"{path} differs from the registry copy "
+                                 f"{evidence_oci.artifact_tag(digest, 'att')}"))
+    try:
+        envelope = json.loads(raw)
     except ValueError as exc:
-        checks.append(Check("provenance", False, f"{path} is not JSON: {exc}"))
+        checks.append(Check("provenance", False, f"provenance for {digest} is not JSON: {exc}"))
         return VerifyReport(image, digest, tuple(checks))
     valid, why = prov.verify_envelope(vault, envelope)
     checks.append(Check("signature", valid, why))
@@ -210,6 +233,6 @@ def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyRe
         checks.append(Check("provenance", False, f"payload is not an in-toto statement: {exc}"))
         return VerifyReport(image, digest, tuple(checks))
     checks += _check_statement(stmt, repository, digest)
-    checks.append(_check_sbom(stmt, directory))
+    checks.append(_check_sbom(stmt, directory, repository, digest))
     return VerifyReport(image, digest, tuple(checks))
 
