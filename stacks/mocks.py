@@ -42,6 +42,7 @@ def fake_outputs(args: MockResourceArgs) -> dict[str, Any]:
     return {
         "arn": f"arn:aws:mock:us-east-1:123456789012:{name}",
         "name": args.inputs.get("name", name),
+        "bucket": name,
         "email": f"{name}@mock-project.iam.gserviceaccount.com",
         "principalId": f"{name}-principal",
         "clientId": f"{name}-client",
