@@ -88,6 +88,15 @@ def test_base_image_is_cached_in_engine_and_registry(
     assert engine_mod.registry_digest(repo, tag) == base.digest
 
 
+def test_suite_images_base_cli_uses_the_cache(
+    platform_env: dict[str, str], base: base_image.BaseImage
+) -> None:
+    proc = subprocess.run([sys.executable, "-m", "suite.cli", "images", "base"], env=platform_env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"base image cached: {base.local_ref} = {base.pinned}" in proc.stdout
+
+
 def test_build_pushes_image_tagged_with_git_sha(
     platform: Settings, built: build.BuildResult
 ) -> None:
