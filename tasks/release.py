@@ -74,6 +74,15 @@ def promote_model_task(settings: Settings, name: str, version: str, reason: str,
     return before
 
 
+@task(name="rollback-model", cache_policy=NO_CACHE)
+def rollback_model_task(settings: Settings, name: str, reason: str, actor: str) -> str:
+    """``champion`` goes back to the version it replaced; returns "vA -> vB"."""
+    from models.registry import champion
+
+    change = champion.rollback(settings, name, actor=actor, reason=reason)
+    return f"v{change.from_version} -> v{change.to_version}"
+
+
 class Approval(RunInput):
     """What a human answers when a canary step is MARGINAL (form in the Prefect UI)."""
 

@@ -54,6 +54,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "database": settings.database})
     print(f"platform up in {elapsed:.1f}s (started: {', '.join(result.started) or 'none'}; "
           f"already running: {', '.join(result.already) or 'none'})")
+    if not args.only and not args.no_deploy:
+        from suite.deployments import deploy
+
+        if deploy(settings):
+            print("registered the deployments of prefect.yaml (train, release, rollback, ...)")
     _print_status(settings)
     return 0
 
@@ -65,6 +70,14 @@ def cmd_down(args: argparse.Namespace) -> int:
         _audit(settings, "platform.down", ",".join(args.only or running), {})
     stopped = manager.down(settings, only=args.only or None, report=_say)
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from suite.deployments import deploy
+
+    deploy(settings_mod.load(), force=True)
+    print("registered the deployments of prefect.yaml")
     return 0
 
 
@@ -133,7 +146,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
                     + ", ".join(f"{k}={v}" for k, v in DEFAULT_PORTS.items()) + ")")
     up.add_argument("--only", action="append", default=[], metavar="SERVICE",
                     help="start only this service (and what it needs); repeatable")
+    up.add_argument("--no-deploy", action="store_true",
+                    help="do not register prefect.yaml's deployments")
     up.set_defaults(func=cmd_up)
+    dep = sub.add_parser("deploy", help="register prefect.yaml's deployments with Prefect")
+    dep.set_defaults(func=cmd_deploy)
     down = sub.add_parser("down", help="stop the local platform gracefully (data is kept)")
     down.add_argument("--only", action="append", default=[], metavar="SERVICE")
     down.set_defaults(func=cmd_down)

@@ -15,6 +15,7 @@ EVENT = "git.push"
 def parameters(event: PushEvent) -> dict[str, Any]:
     return {
         "git_sha": event.after,
+        "repository": event.clone_url,
         "triggered_by": f"{event.provider} push by {event.pusher} to "
                         f"{event.repository}@{event.branch} (delivery {event.delivery})",
     }
@@ -24,7 +25,7 @@ def event_payload(event: PushEvent) -> dict[str, Any]:
     return {
         "repository": event.repository, "branch": event.branch, "ref": event.ref,
         "before": event.before, "after": event.after, "pusher": event.pusher,
-        "provider": event.provider, "delivery": event.delivery,
+        "provider": event.provider, "delivery": event.delivery, "clone_url": event.clone_url,
     }
 
 

@@ -39,6 +39,7 @@ class PushEvent:
     after: str
     pusher: str
     deleted: bool
+    clone_url: str = ""
 
 
 def _h(headers: Mapping[str, str], name: str) -> str:
@@ -114,10 +115,12 @@ def parse_push(provider: str, delivery: str, body: bytes) -> PushEvent:
     pusher = (pusher_obj.get("name") or pusher_obj.get("login") or pusher_obj.get("username")
               if isinstance(pusher_obj, dict) else str(pusher_obj)) or "unknown"
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else ""
+    clone_url = (repo.get("clone_url") or repo.get("git_http_url") or ""
+                 if isinstance(repo, dict) else "")
     return PushEvent(
         provider=provider, delivery=delivery, repository=str(name), ref=ref, branch=branch,
         before=str(data.get("before") or ""), after=after, pusher=str(pusher),
-        deleted=bool(data.get("deleted")) or after == ZERO_SHA,
+        deleted=bool(data.get("deleted")) or after == ZERO_SHA, clone_url=str(clone_url),
     )
 
 

@@ -6,5 +6,5 @@ from prefect import flow
 
 
 @flow(name="webhook-probe")
-def probe(git_sha: str, triggered_by: str = "") -> str:
+def probe(git_sha: str, triggered_by: str = "", repository: str = "") -> str:
     return git_sha
