@@ -70,7 +70,7 @@ def _number(key: str, value: object, low: float, high: float, *, open_low: bool 
     return number
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricConfig:
     """How one metric is judged. Keyword arguments; invalid values raise ConfigError."""
 

@@ -114,6 +114,8 @@ class PrometheusProvider:
             return Samples(query=query, error=str(exc))
         except (KeyError, TypeError, ValueError) as exc:
             return Samples(query=query, error=f"unexpected range query result: {exc!r}")
+        except Exception as exc:  # the plugin contract: nothing escapes a query
+            return Samples(query=query, error=f"range query failed: {type(exc).__name__}: {exc}")
         return Samples(query=query, values=values, series=len(series))
 
     def query_instant(self, query: str, at: datetime | None = None) -> Measurement:
@@ -139,6 +141,9 @@ class PrometheusProvider:
             return Measurement(error=str(exc), query=query)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             return Measurement(error=f"unexpected instant query result: {exc!r}", query=query)
+        except Exception as exc:  # the plugin contract: nothing escapes a query
+            problem = f"instant query failed: {type(exc).__name__}: {exc}"
+            return Measurement(error=problem, query=query)
 
     def check_online(self) -> ProviderStatus:
         """Online when the query API evaluates ``vector(1)`` (as Flagger checks)."""

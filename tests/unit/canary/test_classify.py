@@ -318,3 +318,8 @@ def test_error_counts_are_compared_per_unit_of_exposure() -> None:
     assert same_rate.classification == Classification.PASS
     bad = classify_metric(errors, errors, MetricConfig(), exposure=(0.0, 10.0))
     assert bad.classification == Classification.ERROR and "exposure" in bad.reason
+
+
+def test_config_takes_keywords_only() -> None:
+    with pytest.raises(TypeError):
+        MetricConfig("increase")  # type: ignore[call-arg]

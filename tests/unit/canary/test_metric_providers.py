@@ -161,3 +161,13 @@ def test_render_query_fills_selector_and_variables() -> None:
         render_query("x{${selector}} ${svc}", {"a": "b"})
     with pytest.raises(ConfigError, match="label name 'bad-name'"):
         selector({"bad-name": "x"})
+
+
+def test_even_an_unexpected_failure_stays_inside_the_provider() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("transport bug")
+
+    prom = provider(broken)
+    assert "RuntimeError: transport bug" in (prom.query("x", START, END, 1).error or "")
+    assert "RuntimeError: transport bug" in (prom.query_instant("x").error or "")
+    assert not prom.check_online().online
