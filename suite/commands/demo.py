@@ -83,17 +83,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for number, step in enumerate(STEPS, start=1):
         print(f"[{number}/{len(STEPS)}] {step.name}")
         print(f"  -> {step.run(settings)}")
-    present = [name for name, module, _ in PLANNED if _exists(module)]
     missing = [(name, issue) for name, module, issue in PLANNED if not _exists(module)]
-    if present:
-        print("built, exercised by `make test`: " + "; ".join(present))
     if missing:
-        print("still missing from the demo release:")
+        print("cannot run the demo releases; still missing:")
         for name, issue in missing:
             print(f"  - {name} (issue {issue})")
-    print(f"Prefect UI: {settings.url('prefect')}   MLflow UI: {settings.url('mlflow')}")
-    print("stop the platform with `suite down` (data is kept)")
-    sys.stdout.flush()
+        return 1
+    from suite.demo import run
+
+    results = run(settings, say=lambda line: print(line, flush=True))
+    outcomes = [r.outcome for r in results if r.name.startswith("release")]
+    expected = ["promoted", "promoted", "rolled_back"]
+    if outcomes != expected:
+        print(f"unexpected outcomes {outcomes} (expected {expected})", file=sys.stderr)
+        return 1
+    print("demo OK: v1 promoted, v2 promoted after the canary, v3 rolled back; "
+          "stop the platform with `suite down` (data is kept)")
     return 0
 
 
