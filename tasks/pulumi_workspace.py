@@ -39,9 +39,9 @@ PASSPHRASE_PROVIDER = "passphrase"  # noqa: S105 - the provider's name, not a se
 _STACK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def require_pulumi_cli(which: Callable[[str], str | None] = shutil.which) -> str:
+def require_pulumi_cli(which: Callable[[str], str | None] | None = None) -> str:
     """Path of the ``pulumi`` executable, or :class:`MissingBinary` with the install hint."""
-    path = which("pulumi")
+    path = (which or shutil.which)("pulumi")
     if path is None:
         raise MissingBinary(INSTALL_HINT)
     return path
