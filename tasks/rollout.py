@@ -48,8 +48,8 @@ def canary_steps(rec: ReleaseRecord, settings: Settings, target: str,
                 time.sleep(step.seconds)
         else:
             with stage(rec, f"step {number}: analysis at {weight} %"):
-                result = analysis_task(str(PROJECT / template), service, number, weight,
-                                       step.seconds, step.interval, settings)
+                result = analysis_task(str(PROJECT / template), target, service, number,
+                                       weight, step.seconds, step.interval, settings)
             data = result.to_dict()
             rec.steps.append(data)
             audit_task(settings, "canary.analysis", f"{rec.release} step {number}",

@@ -261,6 +261,18 @@ class LocalTarget:
         self._remove([i for i in old if i.release != workload.release])
         return self._deployment(state)
 
+    def problems(self, service: str) -> list[str]:
+        """Replicas that should run but do not (a crashed or killed container)."""
+        state = self._load(service)
+        found = []
+        for role, entry in state["roles"].items():
+            if role == "previous":
+                continue
+            for inst in self._instances(entry):
+                if not self._running(inst):
+                    found.append(f"{role} replica {inst.container} is not running")
+        return found
+
     def _running(self, inst: Instance) -> bool:
         try:
             return bool(self.engine.containers.get(inst.container).status == "running")
