@@ -494,3 +494,24 @@ def test_automation_api_refuses_a_destroy_without_confirmation(settings: Setting
     with pytest.raises(ConfigError):
         prov.run_action(render_request(k8s_project, tmp_path, "0"), settings,
                         prov.Action.DESTROY, secrets=PASSPHRASE)
+
+
+def test_prefect_yaml_deploys_provision_and_a_nightly_drift_check() -> None:
+    import yaml
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import validate
+
+    document = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in document["deployments"]}
+    flows_by_name = {"provision": provision_flow.provision, "drift-check": drift_flow.drift_check}
+    for name, flow in flows_by_name.items():
+        deployment = deployments[name]
+        assert deployment["work_pool"] == {"name": "suite"}, name
+        module, function = deployment["entrypoint"].split(":")
+        assert (ROOT / module).exists() and function == flow.fn.__name__, name
+        schema = parameter_schema(flow.fn).model_dump_for_openapi()
+        assert validate(deployment["parameters"], schema, raise_on_error=True,
+                        ignore_required=True) == []
+    (schedule,) = deployments["drift-check"]["schedules"]
+    minute, hour, *rest = schedule["cron"].split()
+    assert rest == ["*", "*", "*"] and minute.isdigit() and hour.isdigit(), "nightly"
