@@ -503,7 +503,8 @@ def test_prefect_yaml_deploys_provision_and_a_nightly_drift_check() -> None:
 
     document = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in document["deployments"]}
-    flows_by_name = {"provision": provision_flow.provision, "drift-check": drift_flow.drift_check}
+    flows_by_name: dict[str, Any] = {"provision": provision_flow.provision,
+                                     "drift-check": drift_flow.drift_check}
     for name, flow in flows_by_name.items():
         deployment = deployments[name]
         assert deployment["work_pool"] == {"name": "suite"}, name
