@@ -81,3 +81,26 @@ def test_structured_config_that_is_not_json_names_the_key(pulumi_config: None) -
     pulumi.runtime.set_all_config({"suite:nodePools": "[{name: general"})
     with pytest.raises(ConfigError, match="suite:nodePools is not valid JSON"):
         PulumiReader().get("nodePools")
+
+
+def test_the_cli_entry_point_runs_the_program_as_a_script(pulumi_config: None) -> None:
+    """What `pulumi up` does: run stacks/ as a script (its dir first on sys.path)."""
+    import runpy
+    import sys
+
+    values = {f"suite:{k}": str(v) for k, v in BASE.items()}
+    values |= {"suite:cloud": "kubernetes", "suite:stableImage": "reg.example.com/ms:2.0"}
+    saved = list(sys.path)
+
+    def program() -> None:
+        pulumi.runtime.set_all_config(values)
+        runpy.run_path(str(ROOT / "stacks"), run_name="__main__")
+
+    try:
+        recorder, _ = run(program)
+        assert str(ROOT / "stacks") not in sys.path, "stacks/kubernetes.py would shadow packages"
+    finally:
+        sys.path[:] = saved
+    deployment = recorder.one("kubernetes:apps/v1:Deployment")
+    image = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "reg.example.com/ms:2.0", deployment.urn
