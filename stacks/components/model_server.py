@@ -39,7 +39,9 @@ class ModelServerTrack(pulumi.ComponentResource):
     ) -> None:
         name = f"{cfg.app}-{track}"
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # children do not inherit the component's depends_on (e.g. the namespace): pass it on
+        waits_for = list(_as_list((opts or pulumi.ResourceOptions()).depends_on))
+        child = pulumi.ResourceOptions(parent=self, depends_on=waits_for)
         selector = track_labels(cfg, track)
         all_labels = {
             **labels,
@@ -75,7 +77,7 @@ class ModelServerTrack(pulumi.ComponentResource):
                         "type": "Utilization", "averageUtilization": cfg.target_cpu_utilization}},
                 }],
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*waits_for, self.deployment]),
         )
         self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
             name,
@@ -104,6 +106,12 @@ class ModelServerTrack(pulumi.ComponentResource):
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": pod_template(cfg, track, image, labels),
         }
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _version(image: str) -> str:

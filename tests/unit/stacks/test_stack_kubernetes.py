@@ -167,3 +167,16 @@ def test_kubernetes_outputs_report_weights_and_services() -> pulumi.Output[None]
         assert services == ["model-server-stable", "model-server-canary"]
 
     return pulumi.Output.all(outputs["weights"], outputs["services"]).apply(check)
+
+
+def test_track_objects_wait_for_the_namespace_and_service_account(
+    canary: mocks.Recorder,
+) -> None:
+    namespace = canary.one("kubernetes:core/v1:Namespace").urn
+    account = canary.one("kubernetes:core/v1:ServiceAccount").urn
+    for kind in (DEPLOYMENT, "kubernetes:core/v1:Service",
+                 "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+                 "kubernetes:policy/v1:PodDisruptionBudget", ROUTE):
+        for resource in canary.of_type(kind):
+            assert {namespace, account} <= resource.depends_on or (
+                kind == ROUTE and namespace in resource.depends_on), resource.urn
