@@ -102,6 +102,47 @@ def cluster(
     )
 
 
+def _member(account: gcp.serviceaccount.Account) -> pulumi.Output[str]:
+    return account.email.apply(lambda e: f"serviceAccount:{e}")
+
+
+def node_identity(prefix: str, project_id: pulumi.Output[str], location: str,
+                  repo: gcp.artifactregistry.Repository) -> gcp.serviceaccount.Account:
+    """The nodes' own account: write logs and metrics, pull from this one repository."""
+    nodes = gcp.serviceaccount.Account(f"{prefix}-gke-nodes", account_id=f"{prefix}-gke-nodes",
+                                       display_name="GKE nodes (least privilege)")
+    for role in NODE_ROLES:
+        gcp.projects.IAMMember(f"{prefix}-gke-nodes-{role.rsplit('.', 1)[-1]}",
+                               project=project_id, role=role, member=_member(nodes),
+                               opts=pulumi.ResourceOptions(parent=nodes))
+    gcp.artifactregistry.RepositoryIamMember(
+        f"{prefix}-gke-nodes-pull", repository=repo.name, location=location,
+        role="roles/artifactregistry.reader", member=_member(nodes),
+        opts=pulumi.ResourceOptions(parent=nodes))
+    return nodes
+
+
+def model_server_identity(cfg: GcpConfig, project_id: pulumi.Output[str],
+                          bucket: gcp.storage.Bucket) -> gcp.serviceaccount.Account:
+    """Views objects of the artifact bucket; usable only by one Kubernetes service account."""
+    prefix, workload = cfg.cluster.prefix, cfg.cluster.workload
+    server = gcp.serviceaccount.Account(f"{prefix}-model-server",
+                                        account_id=f"{prefix}-model-server",
+                                        display_name="Model server (reads artifacts)")
+    gcp.storage.BucketIAMMember(
+        f"{prefix}-model-server-read-artifacts", bucket=bucket.name,
+        role="roles/storage.objectViewer", member=_member(server),
+        opts=pulumi.ResourceOptions(parent=server))
+    gcp.serviceaccount.IAMMember(
+        f"{prefix}-model-server-workload-identity", service_account_id=server.name,
+        role="roles/iam.workloadIdentityUser",
+        member=project_id.apply(
+            lambda p: f"serviceAccount:{p}.svc.id.goog[{workload.namespace}/"
+                      f"{workload.service_account}]"),
+        opts=pulumi.ResourceOptions(parent=server))
+    return server
+
+
 def program(cfg: GcpConfig, required: RequiredTags) -> dict[str, Any]:
     prefix, labels = cfg.cluster.prefix, required.as_dict()
     project = gcp.organizations.get_project_output()
@@ -126,37 +167,11 @@ def program(cfg: GcpConfig, required: RequiredTags) -> dict[str, Any]:
         location=cfg.location, kms_key_name=artifacts_key.id,
         docker_config={"immutable_tags": True}, labels=labels,
         opts=pulumi.ResourceOptions(depends_on=[ar_grant]))
-    nodes = gcp.serviceaccount.Account(f"{prefix}-gke-nodes", account_id=f"{prefix}-gke-nodes",
-                                       display_name="GKE nodes (least privilege)")
-    for role in NODE_ROLES:
-        gcp.projects.IAMMember(f"{prefix}-gke-nodes-{role.rsplit('.', 1)[-1]}",
-                               project=project.project_id, role=role,
-                               member=nodes.email.apply(lambda e: f"serviceAccount:{e}"),
-                               opts=pulumi.ResourceOptions(parent=nodes))
-    gcp.artifactregistry.RepositoryIamMember(
-        f"{prefix}-gke-nodes-pull", repository=repo.name, location=cfg.location,
-        role="roles/artifactregistry.reader",
-        member=nodes.email.apply(lambda e: f"serviceAccount:{e}"),
-        opts=pulumi.ResourceOptions(parent=nodes))
+    nodes = node_identity(prefix, project.project_id, cfg.location, repo)
     gke = cluster(cfg, project.project_id, secrets_key, nodes, labels, [gke_grant])
     for pool in cfg.cluster.node_pools:
         node_pool(cfg, pool, gke, nodes, labels)
-    server = gcp.serviceaccount.Account(f"{prefix}-model-server",
-                                        account_id=f"{prefix}-model-server",
-                                        display_name="Model server (reads artifacts)")
-    gcp.storage.BucketIAMMember(
-        f"{prefix}-model-server-read-artifacts", bucket=bucket.name,
-        role="roles/storage.objectViewer",
-        member=server.email.apply(lambda e: f"serviceAccount:{e}"),
-        opts=pulumi.ResourceOptions(parent=server))
-    workload = cfg.cluster.workload
-    gcp.serviceaccount.IAMMember(
-        f"{prefix}-model-server-workload-identity", service_account_id=server.name,
-        role="roles/iam.workloadIdentityUser",
-        member=project.project_id.apply(
-            lambda p: f"serviceAccount:{p}.svc.id.goog[{workload.namespace}/"
-                      f"{workload.service_account}]"),
-        opts=pulumi.ResourceOptions(parent=server))
+    server = model_server_identity(cfg, project.project_id, bucket)
     return {
         "artifactBucket": bucket.name,
         "registryUrl": pulumi.Output.concat(cfg.location, "-docker.pkg.dev/", project.project_id,

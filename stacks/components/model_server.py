@@ -54,37 +54,15 @@ class ModelServerTrack(pulumi.ComponentResource):
             name, metadata=self._meta(cfg, name, all_labels), spec=self._spec(
                 cfg, track, image, selector, all_labels), opts=child)
         self.service = k8s.core.v1.Service(
-            name,
-            metadata=self._meta(cfg, name, all_labels),
-            spec={
-                "type": "ClusterIP",
-                "selector": selector,
-                "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME,
-                           "protocol": "TCP"}],
-            },
-            opts=child,
-        )
+            name, metadata=self._meta(cfg, name, all_labels), spec=service_spec(selector),
+            opts=child)
         self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            name,
-            metadata=self._meta(cfg, name, all_labels),
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": replicas[0],
-                "maxReplicas": replicas[1],
-                "metrics": [{
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {
-                        "type": "Utilization", "averageUtilization": cfg.target_cpu_utilization}},
-                }],
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*waits_for, self.deployment]),
-        )
+            name, metadata=self._meta(cfg, name, all_labels),
+            spec=autoscaler_spec(name, replicas, cfg.target_cpu_utilization),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*waits_for, self.deployment]))
         self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
-            name,
-            metadata=self._meta(cfg, name, all_labels),
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-            opts=child,
-        )
+            name, metadata=self._meta(cfg, name, all_labels),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}}, opts=child)
         self.register_outputs({"service": name, "deployment": name})
 
     @staticmethod
@@ -106,6 +84,25 @@ class ModelServerTrack(pulumi.ComponentResource):
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": pod_template(cfg, track, image, labels),
         }
+
+
+def service_spec(selector: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": "ClusterIP",
+        "selector": selector,
+        "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME,
+                   "protocol": "TCP"}],
+    }
+
+
+def autoscaler_spec(deployment: str, replicas: tuple[int, int], cpu: int) -> dict[str, Any]:
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": replicas[0],
+        "maxReplicas": replicas[1],
+        "metrics": [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": cpu}}}],
+    }
 
 
 def _as_list(value: Any) -> list[Any]:
