@@ -96,3 +96,24 @@ def test_stack_policy_follows_dependencies_to_companions(policies: dict[str, Any
     assert [u for _, u in found] == [bare.urn]
     assert "S3 bucket 'bare' has no public access block" in found[0][0]
     assert "ISO 27001 A.8.3" in found[0][0]
+
+
+def test_the_pack_entry_point_builds_every_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the CLI runs; PolicyPack itself would start the gRPC server and block."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    import pulumi_policy
+
+    built: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kw: built.update(kw))
+    pack_dir = Path(__file__).resolve().parents[3] / "policies" / "crossguard"
+    saved = list(sys.path)
+    try:
+        runpy.run_path(str(pack_dir), run_name="__main__")
+        assert str(pack_dir) not in sys.path, "its kubernetes.py would shadow packages"
+    finally:
+        sys.path[:] = saved
+    assert built["name"] == "ultimate-suite-crossguard"
+    assert len(built["policies"]) == len(build_policies(load_enforcement()))
