@@ -57,6 +57,9 @@ defaults
     timeout server 60s
     retries 2
     option redispatch 1
+    # predictions are idempotent: a request whose server died mid-way is retried elsewhere
+    # (a 500 is an answer, not retried: the canary analysis must see it)
+    retry-on conn-failure empty-response response-timeout 502 503 504
     option http-server-close
     load-server-state-from-file global
 
