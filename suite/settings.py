@@ -73,6 +73,8 @@ class Settings:
     vault_secret_id_file: Path | None = None
     #: a Docker engine to use instead of the platform's podman service (``DOCKER_HOST``)
     docker_host: str | None = None
+    #: Pulumi state backend (default: file://<home>/pulumi)
+    pulumi_backend_url: str | None = None
     #: cache of slow image inputs (the base rootfs tar), shared by every home
     image_cache: Path = DEFAULT_IMAGE_CACHE
     #: Trivy cache (vulnerability DB); None = ``<home>/trivy``
@@ -162,6 +164,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         vault_role_id_file=_path_env(env, "SUITE_VAULT_ROLE_ID_FILE"),
         vault_secret_id_file=_path_env(env, "SUITE_VAULT_SECRET_ID_FILE"),
         docker_host=env.get("DOCKER_HOST") or None,
+        pulumi_backend_url=env.get("PULUMI_BACKEND_URL") or None,
         image_cache=_path_env(env, "SUITE_IMAGE_CACHE") or DEFAULT_IMAGE_CACHE,
         trivy_cache_dir=_path_env(env, "SUITE_TRIVY_CACHE_DIR"),
     )

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
@@ -60,8 +59,8 @@ def backend_url(
     settings: Settings, explicit: str | None = None, env: Mapping[str, str] | None = None
 ) -> str:
     """``explicit`` > ``PULUMI_BACKEND_URL`` > ``file://<SUITE_HOME>/pulumi`` (created)."""
-    environ = os.environ if env is None else env
-    url = explicit or environ.get("PULUMI_BACKEND_URL") or ""
+    configured = settings.pulumi_backend_url if env is None else env.get("PULUMI_BACKEND_URL")
+    url = explicit or configured or ""
     if not url:
         state = settings.dir("pulumi")
         state.mkdir(parents=True, exist_ok=True)
