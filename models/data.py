@@ -14,11 +14,12 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from models.onnx_contract import N_CLASSES, N_FEATURES
 from suite.errors import ConfigError
 
+__all__ = ["DATASET", "N_CLASSES", "N_FEATURES", "Split", "load_split"]
+
 DATASET = "sklearn.load_digits"
-N_FEATURES = 64
-N_CLASSES = 10
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import onnx
 
-from models.data import N_CLASSES, N_FEATURES
 from suite.errors import ConfigError
 
+N_FEATURES = 64
+N_CLASSES = 10
 INPUT_NAME = "input"
 LABEL_OUTPUT = "label"
 PROBA_OUTPUT = "probabilities"

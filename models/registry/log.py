@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from models.data import N_CLASSES, N_FEATURES
-from models.onnx_contract import INPUT_NAME, LABEL_OUTPUT, PROBA_OUTPUT
-from models.registry.store import CHALLENGER, client
+from models.onnx_contract import INPUT_NAME, LABEL_OUTPUT, N_CLASSES, N_FEATURES, PROBA_OUTPUT
+from models.registry.store import CHALLENGER, client, use
 
 ARTIFACT_NAME = "model"
 
@@ -73,8 +72,7 @@ def register(
     import mlflow.onnx
 
     mc = client(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    use(tracking_uri)
     mlflow.set_experiment(experiment or f"train-{name}")
     # log_model mutates the ONNX object it is given: always a fresh one, loaded here.
     model = onnx.load(str(onnx_path))

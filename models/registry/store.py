@@ -69,10 +69,24 @@ def get_version(mc: MlflowClient, name: str, version: str) -> ModelVersion:
         ) from exc
 
 
+def use(tracking_uri: str) -> None:
+    """Point MLflow's process-wide URIs at ``tracking_uri``.
+
+    Needed for ``models:/`` downloads: MLflow 3.17 resolves the model URI with a default client
+    and ignores the ``tracking_uri``/``registry_uri`` arguments there (it would open a local
+    ``mlflow.db`` in the working directory instead).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
 def download_onnx(tracking_uri: str, name: str, version: str, dst: Path | None = None) -> Path:
     """The ONNX file of ``name`` version ``version``, downloaded to ``dst`` (a temp dir if None)."""
     from mlflow.artifacts import download_artifacts
 
+    use(tracking_uri)
     target = dst or Path(tempfile.mkdtemp(prefix=f"{name}-v{version}-"))
     local = Path(download_artifacts(
         artifact_uri=f"models:/{name}/{version}", dst_path=str(target),

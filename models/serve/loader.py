@@ -59,6 +59,7 @@ def from_registry(uri: str, tracking_uri: str | None, dst: Path | None = None) -
         raise LoadError(f"{uri} needs an MLflow tracking URI (--tracking-uri or "
                         "MLFLOW_TRACKING_URI)")
     try:
+        import mlflow
         from mlflow import MlflowClient
         from mlflow.artifacts import download_artifacts
         from mlflow.exceptions import MlflowException
@@ -66,6 +67,9 @@ def from_registry(uri: str, tracking_uri: str | None, dst: Path | None = None) -
         raise LoadError(f"{uri} needs the mlflow package (pip install mlflow), or serve a "
                         ".onnx file path instead") from exc
     name = match["name"]
+    # MLflow 3.17 resolves models:/ downloads with its default client, whatever is passed in.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     try:
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         version = match["version"] or str(client.get_model_version_by_alias(
