@@ -1,0 +1,60 @@
+"""Time from `git push` to the canary verdict, split by stage, on a running platform.
+
+Run by hand after `make demo` (which leaves a stable release and the bare repository):
+    .venv/bin/python bench/release_timing.py
+It trains a new challenger, pushes the project's HEAD to the demo bare repository, and follows
+the push-triggered release until its first canary analysis verdict and its end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from suite import audit  # noqa: E402
+from suite.demo import bare_repo, run_deployment  # noqa: E402
+from suite.settings import PROJECT_DIR, load  # noqa: E402
+
+
+def main() -> None:
+    settings = load()
+    run_deployment(settings, "train/train", {"epochs": 40}, print)
+    repo = bare_repo(settings, print)
+    seen = len(audit.trail(settings).records())
+    sha = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    pushed = time.time()
+    subprocess.run(["git", "-C", str(PROJECT_DIR), "push", "-q", "--force", repo,
+                    f"{sha}:refs/heads/main"], check=True)
+    verdict_at = None
+    run_id = None
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        records = audit.trail(settings).records()[seen:]
+        for rec in records:
+            if rec.action == "canary.analysis" and verdict_at is None:
+                verdict_at = datetime.fromisoformat(rec.time).timestamp()
+            if rec.action.startswith("release.") and rec.action != "release.start":
+                run_id = rec.subject
+        if run_id:
+            break
+        time.sleep(2)
+    if verdict_at is None:
+        raise SystemExit("no canary verdict seen (is a stable release deployed? run make demo)")
+    print(f"push -> first canary verdict: {verdict_at - pushed:.1f} s")
+    arts = httpx.post(f"{settings.prefect_api_url}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["release-report"]}}, "sort": "CREATED_DESC",
+        "limit": 1}).json()
+    table = [ln for ln in arts[0]["data"].splitlines() if ln.startswith("| ")]
+    print("\n".join(table[:20]))
+
+
+if __name__ == "__main__":
+    main()
