@@ -18,9 +18,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suite.platform import manager, process  # noqa: E402
-from suite.settings import Settings  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
+from suite.platform import manager, process
+from suite.settings import Settings
+from tests.conftest import free_ports
 
 
 def tree_rss(pid: int) -> int:

@@ -18,9 +18,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suite import audit  # noqa: E402
-from suite.demo import bare_repo, run_deployment  # noqa: E402
-from suite.settings import PROJECT_DIR, load  # noqa: E402
+from suite import audit
+from suite.demo import bare_repo, run_deployment
+from suite.settings import PROJECT_DIR, load
 
 
 def main() -> None:

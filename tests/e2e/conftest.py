@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
