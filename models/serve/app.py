@@ -7,17 +7,15 @@ Every refusal is JSON ``{"error": code, "detail": message}``: 4xx for anything t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
-from models.serve import loader
+from models.serve import jsonio, loader
 from models.serve.batcher import MicroBatcher
 from models.serve.config import ServeConfig
 from models.serve.errors import BadInput
@@ -71,10 +69,6 @@ def error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
-def _encode(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    return {name: value.tolist() for name, value in outputs.items()}
-
-
 async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
@@ -116,8 +110,8 @@ async def _predict(state: ServerState, config: ServeConfig, request: web.Request
     finally:
         state.arriving -= 1
     outputs = await state.batcher.submit(x)
-    payload = {"model": state.name, "version": state.version, "outputs": _encode(outputs)}
-    return web.Response(body=json.dumps(payload).encode(), content_type="application/json")
+    payload = {"model": state.name, "version": state.version, "outputs": outputs}
+    return web.Response(body=jsonio.dumps(payload), content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -6,11 +6,11 @@ shape, numbers only, finite in float32. Pure function of the body and the limits
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
+from models.serve import jsonio
 from models.serve.errors import BadInput
 
 EXAMPLE = '{"inputs": [[0, 1, 2, ...], ...]}'
@@ -35,7 +35,7 @@ def _non_number(values: Any) -> str:
 
 def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np.ndarray:
     try:
-        data = json.loads(body)
+        data = jsonio.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInput(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or "inputs" not in data:

@@ -42,11 +42,18 @@ class ServerMetrics:
                                  "FAULT INJECTION: share of requests answered 500", registry=r)
         self._labels: tuple[str, str] = ("", "")
         self._codes: dict[int, Counter] = {}
+        # label lookups cost more than the observations: resolved once, when the model is known
+        self._latency: Histogram | None = None
+        self._batch: Histogram | None = None
+        self._inference: Histogram | None = None
 
     def bind(self, model: str, version: str, uri: str) -> None:
         """Label every later observation with the loaded model."""
         self._labels = (model, version)
         self._codes.clear()
+        self._latency = self.latency.labels(model, version)
+        self._batch = self.batch_size.labels(model, version)
+        self._inference = self.inference.labels(model, version)
         self.info.labels(model, version, uri).set(1)
 
     def observe_request(self, code: int, seconds: float) -> None:
@@ -54,11 +61,12 @@ class ServerMetrics:
         if child is None:
             child = self._codes[code] = self.requests.labels(*self._labels, str(code))
         child.inc()
-        self.latency.labels(*self._labels).observe(seconds)
+        (self._latency or self.latency.labels(*self._labels)).observe(seconds)
 
     def observe_batch(self, rows: int, seconds: float) -> None:
-        self.batch_size.labels(*self._labels).observe(rows)
-        self.inference.labels(*self._labels).observe(seconds)
+        if self._batch is not None and self._inference is not None:
+            self._batch.observe(rows)
+            self._inference.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

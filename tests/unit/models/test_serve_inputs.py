@@ -62,3 +62,18 @@ def test_messages_name_the_problem() -> None:
         parse_body(body([[1, 2, 3]]), SHAPE, max_rows=10)
     with pytest.raises(BadInput, match="found boolean"):
         parse_body(body([[1, 2, 3, True]]), SHAPE, max_rows=10)
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_json_io_with_and_without_orjson(accelerated: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.serve import jsonio
+
+    if not accelerated:
+        monkeypatch.setattr(jsonio, "orjson", None)
+    assert jsonio.loads(b'{"inputs": [[1, 2.5]]}') == {"inputs": [[1, 2.5]]}
+    assert np.isnan(jsonio.loads(b"[NaN]")[0])  # orjson refuses it; the stdlib reads it
+    with pytest.raises(ValueError):
+        jsonio.loads(b"{nope")
+    out = jsonio.dumps({"v": "1", "outputs": {"label": np.array([3]),
+                                              "p": np.array([[0.5, 0.25]], dtype=np.float32)}})
+    assert json.loads(out) == {"v": "1", "outputs": {"label": [3], "p": [[0.5, 0.25]]}}
