@@ -8,7 +8,9 @@ directory, audit events. Framework objects pass between tasks in memory, so cach
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,13 +151,14 @@ def validate_task(
     trained: Trained, onnx: OnnxInfo, model_name: str, policy_path: str | None = None,
 ) -> Validated:
     policy = model_policy.load(policy_path)
-    champion = registry.champion_onnx(settings_mod.load().mlflow_uri, model_name)
-    try:
-        return validate_model(trained, onnx, policy, champion)
-    except GateBlocked as exc:
-        _audit("model.gate", f"models:/{model_name}", {"onnx": onnx.sha256,
-               "reasons": exc.reasons}, outcome="blocked")
-        raise
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        champion = registry.champion_onnx(settings_mod.load().mlflow_uri, model_name, Path(tmp))
+        try:
+            return validate_model(trained, onnx, policy, champion)
+        except GateBlocked as exc:  # the refused file stays in the build dir for inspection
+            _audit("model.gate", f"models:/{model_name}", {"onnx": onnx.sha256,
+                   "path": str(onnx.path), "reasons": exc.reasons}, outcome="blocked")
+            raise
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
@@ -165,6 +168,7 @@ def register_task(
 ) -> RegisteredVersion:
     registered = register_model(settings_mod.load().mlflow_uri, model_name, trained, onnx,
                                 validated, sha or git_sha())
+    shutil.rmtree(onnx.path.parent, ignore_errors=True)  # the registry holds it now
     try:
         _audit("model.register", f"models:/{model_name}/{registered.version}",
                {"onnx": onnx.sha256, "data": trained.split.digest, "alias": registered.alias})

@@ -98,10 +98,11 @@ def download_onnx(tracking_uri: str, name: str, version: str, dst: Path | None =
     return files[0]
 
 
-def champion_onnx(tracking_uri: str, name: str) -> tuple[str, Path] | None:
+def champion_onnx(tracking_uri: str, name: str, dst: Path | None = None
+                  ) -> tuple[str, Path] | None:
     """``(version, onnx path)`` of the current champion, or None when there is none."""
     mc = client(tracking_uri)
     current = version_by_alias(mc, name, CHAMPION)
     if current is None:
         return None
-    return str(current.version), download_onnx(tracking_uri, name, str(current.version))
+    return str(current.version), download_onnx(tracking_uri, name, str(current.version), dst)

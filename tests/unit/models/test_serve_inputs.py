@@ -65,7 +65,9 @@ def test_messages_name_the_problem() -> None:
 
 
 @pytest.mark.parametrize("accelerated", [True, False])
-def test_json_io_with_and_without_orjson(accelerated: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_io_with_and_without_orjson(
+    accelerated: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from models.serve import jsonio
 
     if not accelerated:
