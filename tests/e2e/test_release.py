@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,12 +28,13 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def v1(release_platform: Settings) -> dict:
+def v1(release_platform: Settings) -> Iterator[dict]:
     version = train(seed=0)
     out = release(synthetic_load_rps=20)
     assert out["outcome"] == "promoted", out
     assert current_champion(release_platform, "digits") == version
-    return out
+    yield out
+    LocalTarget(release_platform).teardown("model-server")  # leave the router empty
 
 
 def stage_seconds(out: dict, prefix: str) -> float:
