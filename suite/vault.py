@@ -65,7 +65,7 @@ def write_private(path: Path, text: str) -> None:
 
 
 def _client(settings: Settings, token: str | None = None) -> hvac.Client:
-    return hvac.Client(url=settings.vault_addr, token=token, timeout=10)
+    return hvac.Client(url=settings.vault_addr, token=token, timeout=30)
 
 
 def health(settings: Settings) -> dict[str, Any] | None:
