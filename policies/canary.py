@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from policies.files import read_yaml
 from suite.errors import ConfigError
 from tasks.canary.config import MetricConfig
 from tasks.canary.thresholds import Condition, ThresholdCheck
@@ -295,10 +295,4 @@ def parse(data: Any, where: str = "canary template") -> CanaryTemplate:
 
 def load(path: Path | str = DEFAULT_PATH) -> CanaryTemplate:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read canary template {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return parse(data, where=str(path))
+    return parse(read_yaml(path, "canary template"), where=str(path))

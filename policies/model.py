@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from policies.files import read_yaml
 from suite.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).with_name("model.yaml")
@@ -72,13 +71,5 @@ def parse(data: Any, where: str = "model policy") -> ModelPolicy:
 
 def load(path: Path | str | None = None) -> ModelPolicy:
     file = Path(path) if path else DEFAULT_PATH
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise ConfigError(f"model policy {file} cannot be read: {exc.strerror} "
-                          f"(expected a YAML file like {DEFAULT_PATH})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"model policy {file} is not valid YAML: {exc}") from exc
+    data = read_yaml(file, "model policy", f" (expected a YAML file like {DEFAULT_PATH})")
     return parse(data, str(file))

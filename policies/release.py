@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from policies.files import read_yaml
 from suite.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).with_name("release.yaml")
@@ -105,10 +105,4 @@ def parse(data: Any, where: str = "release policy") -> ReleasePolicy:
 
 def load(path: Path | str = DEFAULT_PATH) -> ReleasePolicy:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"release policy {path} does not exist") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"release policy {path} is not valid YAML: {exc}") from exc
-    return parse(data, str(path))
+    return parse(read_yaml(path, "release policy"), str(path))

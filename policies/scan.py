@@ -13,9 +13,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from policies.files import read_yaml
 from suite.errors import ConfigError, GateBlocked
 from tasks.scanners.base import DbStatus, Finding, ScanKind, ScanReport, Severity
 
@@ -79,12 +79,7 @@ class GateDecision:
 
 
 def load(path: Path = DEFAULT_POLICY) -> ScanPolicy:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"scan policy {path} cannot be read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"scan policy {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "scan policy") or {}
     try:
         return ScanPolicy.model_validate(data)
     except ValidationError as exc:
