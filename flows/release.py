@@ -156,7 +156,7 @@ def release(
         raise
     finally:
         if load is not None:
-            rec.stages.append(load_stage(load))
+            rec.stages.append(load_stage(rec, load))
         audit_task(settings, f"release.{rec.outcome}", rec.release or "(none)",
                    rec.summary(), outcome=rec.outcome)
         report_task(rec)

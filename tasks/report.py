@@ -38,12 +38,13 @@ class ReleaseRecord:
     reason: str = ""
     champion_before: str | None = None
     champion_after: str | None = None
+    load_failed: int | None = None  # requests the synthetic load lost, when it ran
 
     def summary(self) -> dict[str, Any]:
         return {"release": self.release, "outcome": self.outcome, "reason": self.reason,
                 "git_sha": self.git_sha, "image": self.image, "model": self.model,
                 "strategy": self.strategy, "champion_before": self.champion_before,
-                "champion_after": self.champion_after,
+                "champion_after": self.champion_after, "load_failed": self.load_failed,
                 "stages": {s.name: round(s.seconds, 1) for s in self.stages},
                 "scores": [s.get("score") for s in self.steps]}
 

@@ -28,8 +28,9 @@ def stable_missing(settings: Settings, target: str, service: str) -> bool:
     return get_target(target, settings).status(service).stable is None
 
 
-def load_stage(load: LoadGenerator) -> StageRecord:
+def load_stage(rec: ReleaseRecord, load: LoadGenerator) -> StageRecord:
     report = load.stop()
+    rec.load_failed = report.failed
     return StageRecord("synthetic-load", report.duration_s, "ok" if not report.failed else
                        f"{report.failed} failed", report.summary())
 
