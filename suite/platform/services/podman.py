@@ -11,14 +11,20 @@ registry is searched for short names: images come from the local registry or are
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import docker
+import docker.errors
+import docker.models.containers
 import httpx
 
+from suite.errors import ServiceUnavailable
 from suite.platform.service import Service
 from suite.settings import Settings
 
 PODMAN_HINT = "apt-get install podman buildah runc"
+RELEASE_LABEL = "suite.service"
 
 
 def socket_path(settings: Settings) -> Path:
@@ -123,3 +129,25 @@ insecure = true
 
     def detail(self) -> str:
         return f"Docker API; registry {self.registry_address()} (insecure)"
+
+    # Release replicas (containers labelled suite.service) stop with the platform and start
+    # again with it: their published ports are fixed, so HAProxy's restored slots still match.
+    def _release_containers(
+        self, status: str | None = None
+    ) -> list[docker.models.containers.Container]:
+        from suite import engine
+
+        filters = {"label": RELEASE_LABEL} | ({"status": status} if status else {})
+        return list(engine.client(self.settings, timeout=60).containers.list(
+            all=True, filters=filters))
+
+    def after_start(self) -> None:
+        for container in self._release_containers("exited"):
+            with contextlib.suppress(docker.errors.APIError):
+                container.start()
+
+    def before_stop(self) -> None:
+        with contextlib.suppress(docker.errors.DockerException, ServiceUnavailable):
+            for container in self._release_containers("running"):
+                with contextlib.suppress(docker.errors.APIError):
+                    container.stop(timeout=5)
