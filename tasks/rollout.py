@@ -57,6 +57,8 @@ def canary_steps(rec: ReleaseRecord, settings: Settings, target: str,
                        {"weight": weight, "verdict": data["verdict"], "score": data["score"],
                         "reason": data["reason"]}, outcome=str(data["verdict"]))
             verdict = Verdict(str(data["verdict"]))
+            print(f"step {number} at {weight} %: {verdict} (score {data['score']}): "
+                  f"{data['reason']}")
             if verdict == Verdict.PASS:
                 continue
             if verdict == Verdict.MARGINAL:
