@@ -137,6 +137,28 @@ def test_marginal_pauses_until_a_human_approves(release_platform: Settings, v1):
     assert approvals and approvals[-1].actor == "alice" and approvals[-1].outcome == "approve"
 
 
+def test_blue_green_previews_switches_and_finalizes(release_platform: Settings, v1):
+    version = train(seed=5)
+    out = release(strategy="blue-green", synthetic_load_rps=20)
+    assert out["outcome"] == "promoted", out["reason"]
+    assert {"deploy-preview", "switch", "finalize"} <= set(out["stages"])
+    status = LocalTarget(release_platform).status("model-server")
+    assert status.stable is not None and status.stable.model_version == version
+    assert status.canary is None and "previous" not in status.instances
+    assert out["load_failed"] == 0
+
+
+def test_rolling_replaces_replicas_without_losing_requests(release_platform: Settings, v1):
+    version = train(seed=6)
+    out = release(strategy="rolling", synthetic_load_rps=20)
+    assert out["outcome"] == "promoted", out["reason"]
+    assert "deploy-rolling" in out["stages"]
+    status = LocalTarget(release_platform).status("model-server")
+    assert status.stable is not None and status.stable.model_version == version
+    assert len(status.instances["stable"]) == 2
+    assert out["load_failed"] == 0
+
+
 def test_forged_webhook_gets_401_and_starts_nothing(release_platform: Settings, v1):
     api = release_platform.prefect_api_url
     count = len(httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json())
