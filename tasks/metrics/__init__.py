@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from suite.errors import ConfigError
+from suite.plugins import lookup
 from tasks.metrics.base import (
     Measurement,
     MetricProvider,
@@ -23,11 +24,7 @@ PROVIDERS: dict[str, Callable[..., MetricProvider]] = {
 
 def get_provider(name: str, **options: Any) -> MetricProvider:
     """Build the provider registered as ``name`` with its options (e.g. ``address``)."""
-    try:
-        factory = PROVIDERS[name]
-    except KeyError as exc:
-        known = ", ".join(sorted(PROVIDERS))
-        raise ConfigError(f"unknown metric provider {name!r} (known: {known})") from exc
+    factory = lookup(PROVIDERS, name, "metric provider")
     try:
         return factory(**options)
     except TypeError as exc:

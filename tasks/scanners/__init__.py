@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from suite.errors import ConfigError
 from suite.platform.service import find_binary
+from suite.plugins import lookup
 from suite.settings import Settings
 from tasks.scanners.base import Scanner
 from tasks.scanners.trivy import TrivyConfig, TrivyScanner
@@ -36,10 +36,4 @@ SCANNERS: dict[str, Callable[[Settings], Scanner]] = {
 
 
 def get(name: str, settings: Settings) -> Scanner:
-    try:
-        factory = SCANNERS[name]
-    except KeyError as exc:
-        raise ConfigError(
-            f"unknown scanner {name!r} (known: {', '.join(sorted(SCANNERS))})"
-        ) from exc
-    return factory(settings)
+    return lookup(SCANNERS, name, "scanner")(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from suite.errors import ConfigError
+from suite.plugins import lookup
 from suite.settings import Settings
 from tasks.targets.base import DeployTarget
 
@@ -21,10 +21,4 @@ TARGETS: dict[str, Callable[[Settings], DeployTarget]] = {
 
 
 def get_target(name: str, settings: Settings) -> DeployTarget:
-    try:
-        factory = TARGETS[name]
-    except KeyError as exc:
-        raise ConfigError(
-            f"unknown deploy target {name!r} (known: {', '.join(sorted(TARGETS))})"
-        ) from exc
-    return factory(settings)
+    return lookup(TARGETS, name, "deploy target")(settings)
