@@ -2,6 +2,10 @@
 
 Every refusal is JSON ``{"error": code, "detail": message}``: 4xx for anything the client sent
 (never a 500), 503 while loading or after a failed load, 500 only for an injected fault or a bug.
+
+``/predict`` is validated where it is read and queued on the micro-batcher; the answer is a
+future completed by the batcher's callback, so a request costs no task of its own (only the
+fault-injection path, off by default, runs as a coroutine).
 """
 
 from __future__ import annotations
@@ -13,12 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
 from models.serve import jsonio, loader
 from models.serve.batcher import MicroBatcher
 from models.serve.config import ServeConfig
 from models.serve.errors import BadInput
+from models.serve.http import HttpServer, Limits, Request, Response, error_response, json_response
 from models.serve.inputs import parse_body
 from models.serve.metrics import CONTENT_TYPE, ServerMetrics
 from models.serve.runtime import META_MODEL_NAME, OnnxModel
@@ -36,8 +39,8 @@ class ServerState:
     name: str = ""
     version: str = ""
     phase: str = "loading"  # loading | ready | draining | failed
-    #: requests read or parsed but not yet handed to the batcher
-    arriving: int = 0
+    #: the listener (its count of requests still arriving tells the batcher to wait for them)
+    http: HttpServer | None = None
     rng: random.Random = field(default_factory=random.Random)
 
     def load(self) -> None:
@@ -49,12 +52,15 @@ class ServerState:
         self.version = self.config.model_version or source.version
         self.source, self.model = source, model
 
+    def _arriving(self) -> int:
+        return self.http.reading if self.http is not None else 0
+
     def start_batching(self) -> None:
         assert self.model is not None
         self.metrics.bind(self.name, self.version, self.config.model_uri)
         self.batcher = MicroBatcher(
             self.model.run, max_batch_size=self.config.max_batch_size,
-            max_wait_ms=self.config.max_wait_ms, pending=lambda: self.arriving,
+            max_wait_ms=self.config.max_wait_ms, pending=self._arriving,
             on_batch=self.metrics.observe_batch, offload=self.config.offload_inference,
         )
         self.batcher.start()
@@ -62,114 +68,98 @@ class ServerState:
         self.metrics.ready.set(1)
 
 
-STATE = web.AppKey("state", ServerState)
+class Handlers:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.metrics = state.metrics
 
+    # ---- /predict ------------------------------------------------------------------------------
 
-def error(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status)
+    def predict(self, request: Request) -> Response | asyncio.Future[Response]:
+        state = self.state
+        self.metrics.inflight.inc()
+        if state.batcher is None or state.model is None:
+            return self._done(request, error_response(503, "not_ready",
+                                                      f"model is {state.phase}"))
+        if state.config.faults_enabled:
+            return asyncio.ensure_future(self._predict_with_faults(request))
+        return self._predict(request)
 
+    def _predict(self, request: Request) -> Response | asyncio.Future[Response]:
+        state = self.state
+        assert state.batcher is not None and state.model is not None
+        try:
+            x = parse_body(request.body, state.model.feature_shape, state.config.max_rows)
+            outputs = state.batcher.enqueue(x)
+        except BadInput as exc:
+            return self._done(request, error_response(exc.status, exc.code, exc.detail))
+        except RuntimeError:  # the batcher stopped: shutting down
+            return self._done(request, error_response(503, "not_ready",
+                                                      f"model is {state.phase}"))
+        answer: asyncio.Future[Response] = outputs.get_loop().create_future()
+        outputs.add_done_callback(lambda done: answer.set_result(
+            self._done(request, self._outputs(request, done))))
+        return answer
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise BadInput(413, "body_too_large", f"body is {length} bytes (limit {limit})")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise BadInput(413, "body_too_large", f"body exceeds {limit} bytes") from exc
+    def _outputs(self, request: Request, done: asyncio.Future[dict[str, Any]]) -> Response:
+        exc = done.exception()
+        if exc is not None:
+            log.error("inference failed for %s %s", request.method, request.path, exc_info=exc)
+            return error_response(500, "internal_error",
+                                  "inference failed (see the server log)")
+        payload = {"model": self.state.name, "version": self.state.version,
+                   "outputs": done.result()}
+        return Response(200, jsonio.dumps(payload))
 
+    async def _predict_with_faults(self, request: Request) -> Response:
+        config = self.state.config
+        if config.fault_latency_ms > 0:
+            await asyncio.sleep(config.fault_latency_ms / 1000.0)
+        if config.fault_error_ratio > 0 and self.state.rng.random() < config.fault_error_ratio:
+            return self._done(request, error_response(
+                500, "injected_fault",
+                f"fault injection is on (error ratio {config.fault_error_ratio:g})"))
+        result = self._predict(request)
+        return result if isinstance(result, Response) else await result
 
-async def predict(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    config = state.config
-    began = time.perf_counter()
-    state.metrics.inflight.inc()
-    try:
-        response = await _predict(state, config, request)
-    except BadInput as exc:
-        response = error(exc.status, exc.code, exc.detail)
-    finally:
-        state.metrics.inflight.dec()
-    state.metrics.observe_request(response.status, time.perf_counter() - began)
-    return response
+    def _done(self, request: Request, response: Response) -> Response:
+        self.metrics.inflight.dec()
+        self.metrics.observe_request(response.status, time.perf_counter() - request.received)
+        return response
 
+    # ---- the rest ------------------------------------------------------------------------------
 
-async def _predict(state: ServerState, config: ServeConfig, request: web.Request
-                   ) -> web.Response:
-    if state.batcher is None or state.model is None:
-        return error(503, "not_ready", f"model is {state.phase}")
-    if config.fault_latency_ms > 0:
-        await asyncio.sleep(config.fault_latency_ms / 1000.0)
-    if config.fault_error_ratio > 0 and state.rng.random() < config.fault_error_ratio:
-        return error(500, "injected_fault",
-                     f"fault injection is on (error ratio {config.fault_error_ratio:g})")
-    state.arriving += 1
-    try:
-        body = await _read_body(request, config.max_body_bytes)
-        x = parse_body(body, state.model.feature_shape, config.max_rows)
-    finally:
-        state.arriving -= 1
-    outputs = await state.batcher.submit(x)
-    payload = {"model": state.name, "version": state.version, "outputs": outputs}
-    return web.Response(body=jsonio.dumps(payload), content_type="application/json")
+    def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok", "phase": self.state.phase})
 
+    def readyz(self, request: Request) -> Response:
+        state = self.state
+        body = {"status": state.phase, "model": state.name, "version": state.version}
+        return json_response(body, status=200 if state.phase == "ready" else 503)
 
-async def healthz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    return web.json_response({"status": "ok", "phase": state.phase})
+    def render_metrics(self, request: Request) -> Response:
+        return Response(200, self.metrics.render(), content_type=CONTENT_TYPE)
 
-
-async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    body = {"status": state.phase, "model": state.name, "version": state.version}
-    return web.json_response(body, status=200 if state.phase == "ready" else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-
-async def describe(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if state.model is None:
-        return error(503, "not_ready", f"model is {state.phase}")
-    return web.json_response({"model": state.name, "version": state.version,
+    def describe(self, request: Request) -> Response:
+        state = self.state
+        if state.model is None:
+            return error_response(503, "not_ready", f"model is {state.phase}")
+        return json_response({"model": state.name, "version": state.version,
                               "uri": state.config.model_uri, **state.model.describe(),
                               "max_batch_size": state.config.max_batch_size,
                               "max_wait_ms": state.config.max_wait_ms})
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = (exc.reason or "error").lower().replace(" ", "_")
-        return error(exc.status, code, f"{request.method} {request.path}: {exc.reason}")
-    except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        return error(500, "internal_error", "unexpected server error (see the server log)")
-
-
-async def _stop_batcher(app: web.Application) -> None:
-    state = app[STATE]
-    if state.batcher is not None:
-        await state.batcher.stop()
-
-
-def build_app(state: ServerState) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=state.config.max_body_bytes)
-    app[STATE] = state
-    app.router.add_post("/predict", predict)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/model", describe)
-    app.on_cleanup.append(_stop_batcher)
+def build_server(state: ServerState) -> HttpServer:
+    """The listener with its routes; ``state.http`` points at it."""
+    server = HttpServer(Limits(max_body_bytes=state.config.max_body_bytes))
+    handlers = Handlers(state)
+    server.route("POST", "/predict", handlers.predict)
+    server.route("GET", "/healthz", handlers.healthz)
+    server.route("GET", "/readyz", handlers.readyz)
+    server.route("GET", "/metrics", handlers.render_metrics)
+    server.route("GET", "/model", handlers.describe)
+    state.http = server
     state.metrics.fault_latency.set(state.config.fault_latency_ms)
     state.metrics.fault_ratio.set(state.config.fault_error_ratio)
-    return app
+    return server

@@ -59,14 +59,18 @@ class MicroBatcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
-    async def submit(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def enqueue(self, x: np.ndarray) -> asyncio.Future[dict[str, np.ndarray]]:
+        """Queue ``x``; the future gets its rows of the outputs (no task per request)."""
         if self._closing or self._task is None:
             raise RuntimeError("batcher is not running")
-        future: asyncio.Future[dict[str, np.ndarray]] = (
-            asyncio.get_running_loop().create_future())
+        future: asyncio.Future[dict[str, np.ndarray]] = self._task.get_loop().create_future()
         self._queue.append(_Item(x, future))
-        self._arrived.set()
-        return await future
+        if not self._arrived.is_set():
+            self._arrived.set()
+        return future
+
+    async def submit(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return await self.enqueue(x)
 
     async def stop(self) -> None:
         """Run what is queued, then stop the worker and its thread."""

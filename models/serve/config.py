@@ -45,6 +45,8 @@ class ServeConfig:
     fault_latency_ms: float = 0.0
     fault_error_ratio: float = 0.0
     log_level: str = "info"
+    #: auto (uvloop when installed, else asyncio's), uvloop, or asyncio
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         _range("port", self.port, 0, 65535)
@@ -60,6 +62,9 @@ class ServeConfig:
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigInvalid(f"--log-level / SERVE_LOG_LEVEL is {self.log_level!r} "
                                 "(expected debug, info, warning or error)")
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigInvalid(f"--event-loop / SERVE_EVENT_LOOP is {self.event_loop!r} "
+                                "(expected auto, uvloop or asyncio)")
         if not self.model_uri:
             raise ConfigInvalid("model URI is empty (pass --model-uri PATH|models:/NAME@ALIAS "
                                 "or set SERVE_MODEL_URI)")

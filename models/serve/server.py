@@ -14,28 +14,24 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from aiohttp import web
-
 from models.serve import config as config_mod
-from models.serve.app import ServerState, build_app
+from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig
-from models.serve.errors import ServeError
+from models.serve.errors import ConfigInvalid, ServeError
 
 log = logging.getLogger("models.serve")
 
 
 async def serve(config: ServeConfig) -> int:
     state = ServerState(config)
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False,
-                           shutdown_timeout=config.drain_timeout_s)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
-    await site.start()
-    addresses = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
-    log.info("listening on %s (loading %s)", addresses, config.model_uri)
+    http = build_server(state)
+    await http.start(config.host, config.port, backlog=1024)
+    addresses = ", ".join(f"http://{host}:{port}" for host, port in http.addresses)
+    log.info("listening on %s (loading %s; event loop %s)", addresses, config.model_uri,
+             type(asyncio.get_running_loop()).__module__.split(".")[0])
     if config.faults_enabled:
         log.warning("FAULT INJECTION ENABLED: +%g ms latency, %g error ratio",
                     config.fault_latency_ms, config.fault_error_ratio)
@@ -69,11 +65,29 @@ async def serve(config: ServeConfig) -> int:
     log.info("shutting down: draining in-flight requests (up to %g s)", config.drain_timeout_s)
     if config.shutdown_delay_s > 0 and code == 0:
         await asyncio.sleep(config.shutdown_delay_s)
-    await runner.cleanup()
+    await http.shutdown(config.drain_timeout_s)
+    if state.batcher is not None:
+        await state.batcher.stop()
     if not loading.done():
         loading.cancel()
     log.info("stopped")
     return code
+
+
+def event_loop(choice: str) -> Callable[[Coroutine[Any, Any, int]], int]:
+    """``asyncio.run`` on uvloop when asked or (``auto``) when it is installed: its transports
+    and loop are C, which halves the server's per-request CPU (bench/RESULTS.md)."""
+    if choice == "asyncio":
+        return asyncio.run
+    try:
+        import uvloop
+    except ImportError as exc:
+        if choice == "uvloop":
+            raise ConfigInvalid("--event-loop uvloop: uvloop is not installed (pip install "
+                                "uvloop, or use --event-loop asyncio)") from exc
+        return asyncio.run
+    run: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(serve(config))
+        runner = event_loop(config.event_loop)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return runner(serve(config))
     except OSError as exc:  # e.g. the port is taken
         log.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
         return 1

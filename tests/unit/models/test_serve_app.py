@@ -1,4 +1,4 @@
-"""The HTTP app in-process (aiohttp test server) on a small exported scikit-learn model."""
+"""The handlers in-process (our HTTP server on a free port, httpx) on a small scikit-learn model."""
 
 from __future__ import annotations
 
@@ -9,27 +9,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+import httpx
 
-from models.serve.app import ServerState, build_app
+from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig
 from models.validate import onnx_predict
 from tasks.train import Trained
 
-Scenario = Callable[[TestClient], Awaitable[None]]
+Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
 
 
-def run_app(config: ServeConfig, scenario: Scenario) -> None:
+def run_app(config: ServeConfig, scenario: Scenario, *, load: bool = True) -> None:
     async def main() -> None:
         state = ServerState(config)
-        state.load()
-        state.start_batching()
-        client = TestClient(TestServer(build_app(state)))
-        await client.start_server()
+        if load:
+            state.load()
+            state.start_batching()
+        server = build_server(state)
+        await server.start("127.0.0.1", 0)
+        host, port = server.addresses[0]
         try:
-            await scenario(client)
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+                await scenario(client)
         finally:
-            await client.close()
+            await server.shutdown(5)
+            if state.batcher is not None:
+                await state.batcher.stop()
 
     asyncio.run(main())
 
@@ -38,11 +43,11 @@ def test_predictions_match_in_process_ort(sklearn_onnx: Path, sklearn_trained: T
     x = sklearn_trained.split.x_test[:40]
     labels, proba = onnx_predict(sklearn_onnx, x)
 
-    async def scenario(client: TestClient) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
         async def one(i: int) -> None:
             resp = await client.post("/predict", json={"inputs": x[i:i + 2].tolist()})
-            assert resp.status == 200
-            data = await resp.json()
+            assert resp.status_code == 200
+            data = resp.json()
             assert data["model"] == "digits-unit"
             assert data["outputs"]["label"] == labels[i:i + 2].tolist()
             np.testing.assert_allclose(data["outputs"]["probabilities"], proba[i:i + 2],
@@ -64,25 +69,26 @@ BAD = [
 
 @pytest.mark.parametrize(("raw", "status", "code"), BAD)
 def test_bad_requests_get_4xx_json(sklearn_onnx: Path, raw: bytes, status: int, code: str) -> None:
-    async def scenario(client: TestClient) -> None:
-        resp = await client.post("/predict", data=raw,
+    async def scenario(client: httpx.AsyncClient) -> None:
+        resp = await client.post("/predict", content=raw,
                                  headers={"Content-Type": "application/json"})
-        assert resp.status == status
-        assert (await resp.json())["error"] == code
+        assert resp.status_code == status
+        assert resp.json()["error"] == code
+        assert resp.json()["detail"]
 
     run_app(ServeConfig(model_uri=str(sklearn_onnx), max_body_bytes=1000), scenario)
 
 
 def test_health_ready_model_and_metrics(sklearn_onnx: Path) -> None:
-    async def scenario(client: TestClient) -> None:
-        assert (await client.get("/healthz")).status == 200
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
-        assert ready.status == 200 and (await ready.json())["status"] == "ready"
-        described = await (await client.get("/model")).json()
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        described = (await client.get("/model")).json()
         assert described["input"]["shape"] == ["batch", 64]
         await client.post("/predict", json={"inputs": [[0.0] * 64]})
-        await client.post("/predict", data=b"nope")
-        text = await (await client.get("/metrics")).text()
+        await client.post("/predict", content=b"nope")
+        text = (await client.get("/metrics")).text
         version = described["version"]
         labels = f'model="digits-unit",version="{version}"'
         assert f'model_server_requests_total{{code="200",{labels}}} 1.0' in text
@@ -91,33 +97,29 @@ def test_health_ready_model_and_metrics(sklearn_onnx: Path) -> None:
         assert f"model_server_batch_size_count{{{labels}}} 1.0" in text
         assert "model_server_fault_injection_error_ratio 0.0" in text
         missing = await client.get("/nope")
-        assert missing.status == 404 and (await missing.json())["error"] == "not_found"
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        wrong = await client.get("/predict")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
 
     run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
 
 
 def test_fault_injection_answers_500_and_adds_latency(sklearn_onnx: Path) -> None:
-    async def scenario(client: TestClient) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
         resp = await client.post("/predict", json={"inputs": [[0.0] * 64]})
         assert loop.time() - began >= 0.05
-        assert resp.status == 500 and (await resp.json())["error"] == "injected_fault"
+        assert resp.status_code == 500 and resp.json()["error"] == "injected_fault"
 
     config = ServeConfig(model_uri=str(sklearn_onnx), fault_latency_ms=50, fault_error_ratio=1)
     run_app(config, scenario)
 
 
 def test_not_ready_until_loaded(sklearn_onnx: Path) -> None:
-    async def main() -> None:
-        state = ServerState(ServeConfig(model_uri=str(sklearn_onnx)))
-        client = TestClient(TestServer(build_app(state)))
-        await client.start_server()
-        try:
-            assert (await client.get("/readyz")).status == 503
-            resp = await client.post("/predict", json={"inputs": [[0.0] * 64]})
-            assert resp.status == 503 and (await resp.json())["error"] == "not_ready"
-        finally:
-            await client.close()
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/readyz")).status_code == 503
+        resp = await client.post("/predict", json={"inputs": [[0.0] * 64]})
+        assert resp.status_code == 503 and resp.json()["error"] == "not_ready"
 
-    asyncio.run(main())
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario, load=False)

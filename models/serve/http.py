@@ -1,0 +1,526 @@
+"""A small HTTP/1.1 server on ``asyncio.Protocol``: what the model server needs, and no more.
+
+Why not a framework: a one-row prediction costs ONNX Runtime about a microsecond, a general
+framework's request and response objects cost a hundred (bench/RESULTS.md, "Model server"), so
+they, not the model, bounded throughput. Here a request is parsed in ``data_received`` and
+handed to the handler without a task per request; the handler answers a :class:`Response` at
+once or a future of one (the micro-batcher's).
+
+What it speaks: HTTP/1.0 and 1.1, keep-alive, pipelining (answers in order), ``Content-Length``
+and ``Transfer-Encoding: chunked`` bodies, ``Expect: 100-continue``, ``HEAD`` for ``GET`` routes.
+What it refuses, always with a JSON body ``{"error": code, "detail": message}`` and then closing
+the connection: a malformed request line or header (400), a head over ``max_head_bytes`` (431),
+a body over ``max_body_bytes`` (413), both ``Content-Length`` and ``Transfer-Encoding`` (400: the
+request-smuggling ambiguity), a transfer coding other than chunked (501), an HTTP version other
+than 1.x (505), a request that is not complete within ``request_timeout_s`` (408).
+
+Shutdown: :meth:`HttpServer.shutdown` stops accepting, closes idle keep-alive connections,
+answers the requests in flight with ``Connection: close``, and waits for them up to a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, cast
+
+log = logging.getLogger("models.serve")
+
+JSON = "application/json"
+_CRLF2 = b"\r\n\r\n"
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+#: after refusing a request, how long and how much of its body is read and dropped
+LINGER_S = 5.0
+LINGER_MAX_BYTES = 64 << 20
+#: an RFC 9110 token (method, header name), the whole string
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 1 << 20
+    max_head_bytes: int = 16 << 10
+    #: an idle keep-alive connection is closed after this long
+    keepalive_timeout_s: float = 75.0
+    #: a request that has started arriving must be complete within this long (slow clients)
+    request_timeout_s: float = 30.0
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    version: str
+    #: lower-case names; a repeated header's values are joined with ", "
+    headers: dict[str, str]
+    body: bytes = b""
+    #: ``time.perf_counter()`` when the whole request had arrived
+    received: float = 0.0
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(payload).encode())
+
+
+def error_response(status: int, code: str, detail: str,
+                   headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, json.dumps({"error": code, "detail": detail}).encode(),
+                    headers=headers)
+
+
+Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
+
+
+class ProtocolError(Exception):
+    """The request cannot be read: answered with ``status`` and the connection is closed."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def _head_bytes(status: int, response: Response, length: int, close: bool) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+             f"Content-Type: {response.content_type}\r\nContent-Length: {length}\r\n"]
+    for name, value in response.headers:
+        lines.append(f"{name}: {value}\r\n")
+    if close:
+        lines.append("Connection: close\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def parse_head(head: bytes) -> Request:
+    """Request line and header fields (without the body); raises :class:`ProtocolError`."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN.match(parts[0]):
+        raise ProtocolError(400, "bad_request", f"malformed request line {lines[0][:100]!r} "
+                            "(expected 'METHOD /path HTTP/1.1')")
+    method, target, version = parts
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        if version.startswith("HTTP/"):
+            raise ProtocolError(505, "http_version_not_supported",
+                                f"{version[:20]} is not supported (use HTTP/1.1)")
+        raise ProtocolError(400, "bad_request", f"malformed request line {lines[0][:100]!r} "
+                            "(expected 'METHOD /path HTTP/1.1')")
+    if not target.startswith("/"):
+        raise ProtocolError(400, "bad_request", f"request target {target[:100]!r} is not a path "
+                            "(expected origin form, e.g. /predict)")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not _TOKEN.match(name):
+            raise ProtocolError(400, "bad_request",
+                                f"malformed header line {line[:100]!r} (expected 'Name: value'; "
+                                "no space before the colon, no folded lines)")
+        key = name.lower()
+        value = value.strip(" \t")
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    path, _, query = target.partition("?")
+    return Request(method, path, query, version[5:], headers)
+
+
+def _content_length(request: Request, limit: int) -> int:
+    raw = request.headers["content-length"]
+    values = {v.strip() for v in raw.split(",")}
+    if len(values) != 1 or not (value := values.pop()).isdigit():
+        raise ProtocolError(400, "bad_request",
+                            f"Content-Length {raw[:40]!r} is not one non-negative integer")
+    length = int(value)
+    if length > limit:
+        raise ProtocolError(413, "body_too_large", f"body is {length} bytes (limit {limit})")
+    return length
+
+
+def _framing(request: Request, limit: int) -> int | None:
+    """Body length, or None for a chunked body."""
+    coding = request.headers.get("transfer-encoding")
+    if coding is not None:
+        if "content-length" in request.headers:
+            raise ProtocolError(400, "bad_request", "both Content-Length and Transfer-Encoding "
+                                "are set (send only one)")
+        if [c.strip().lower() for c in coding.split(",")] != ["chunked"]:
+            raise ProtocolError(501, "not_implemented", f"Transfer-Encoding {coding[:40]!r} is "
+                                "not supported (send Content-Length or chunked)")
+        return None
+    if "content-length" in request.headers:
+        return _content_length(request, limit)
+    return 0
+
+
+class _Chunked:
+    """Incremental decoder of a chunked body (trailers are read and dropped)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.in_trailers = False
+
+    def feed(self, buf: bytearray) -> bytes | None:
+        """Consume what is complete from ``buf``; the body once the last chunk is in."""
+        while True:
+            end = buf.find(b"\r\n")
+            if end < 0:
+                if len(buf) > 4096:
+                    raise ProtocolError(400, "bad_request", "chunk size line is too long")
+                return None
+            if self.in_trailers:
+                del buf[:end + 2]
+                if end == 0:
+                    return b"".join(self.parts)
+                continue
+            line = bytes(buf[:end]).split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise ProtocolError(400, "bad_request",
+                                    f"malformed chunk size {line[:20]!r}") from None
+            if size < 0:
+                raise ProtocolError(400, "bad_request", f"malformed chunk size {line[:20]!r}")
+            if size == 0:
+                del buf[:end + 2]
+                self.in_trailers = True
+                continue
+            if self.size + size > self.limit:
+                raise ProtocolError(413, "body_too_large",
+                                    f"body exceeds {self.limit} bytes (chunked)")
+            if len(buf) < end + 2 + size + 2:
+                return None
+            if buf[end + 2 + size:end + 4 + size] != b"\r\n":
+                raise ProtocolError(400, "bad_request", "chunk data is not followed by CRLF")
+            self.parts.append(bytes(buf[end + 2:end + 2 + size]))
+            self.size += size
+            del buf[:end + 4 + size]
+
+
+@dataclass
+class _Pending:
+    """The request being read: its head and how its body is framed."""
+
+    request: Request
+    length: int | None
+    chunked: _Chunked | None = None
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.pending: _Pending | None = None
+        self.busy = False
+        self.closing = False
+        self.processing = False
+        self.write_paused = False
+        self.eof = False
+        self.lingering = False
+        self.dropped = 0
+        self.started = 0.0  # when the request being read began arriving (0: none)
+        self.last_active = time.monotonic()
+
+    # ---- asyncio callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.forget(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            if self.lingering:
+                self.dropped += len(data)
+                if self.dropped > LINGER_MAX_BYTES:
+                    self.close()
+            return
+        if not self.buf and not self.started:
+            self.started = time.monotonic()
+        self.buf += data
+        self.process()
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.lingering:
+            self.close()
+            return None
+        if not self.busy:
+            self.close()
+            return None
+        return True  # half-closed: answer what is in flight, then close
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    @property
+    def reading_request(self) -> bool:
+        """Part of a request has arrived, not all of it."""
+        return bool(self.buf) or self.pending is not None
+
+    def process(self) -> None:
+        if self.processing:
+            return
+        self.processing = True
+        try:
+            while not self.busy and not self.closing:
+                try:
+                    request = self._next_request()
+                except ProtocolError as exc:
+                    self._refuse(exc)
+                    return
+                if request is None:
+                    return
+                self._dispatch(request)
+        finally:
+            self.processing = False
+            if self.eof and not self.busy and not self.closing:
+                self.close()  # the client half-closed: nothing more can arrive
+            if self.busy and len(self.buf) > self.server.limits.max_head_bytes and \
+                    self.transport is not None:
+                self.transport.pause_reading()  # a pipelining client is far ahead of us
+
+    def _next_request(self) -> Request | None:
+        limits = self.server.limits
+        buf = self.buf
+        if self.pending is None:
+            while buf[:2] == b"\r\n":  # an empty line before a request line is allowed
+                del buf[:2]
+            end = buf.find(_CRLF2)
+            if end < 0:
+                if len(buf) > limits.max_head_bytes:
+                    raise ProtocolError(431, "headers_too_large",
+                                        f"request head exceeds {limits.max_head_bytes} bytes")
+                return None
+            if end > limits.max_head_bytes:
+                raise ProtocolError(431, "headers_too_large",
+                                    f"request head exceeds {limits.max_head_bytes} bytes")
+            request = parse_head(bytes(buf[:end]))
+            del buf[:end + 4]
+            length = _framing(request, limits.max_body_bytes)
+            self.pending = _Pending(request, length,
+                                    _Chunked(limits.max_body_bytes) if length is None else None)
+            if (length is None or length > len(buf)) and request.version == "1.1" and \
+                    request.headers.get("expect", "").lower() == "100-continue":
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        pending = self.pending
+        if pending.chunked is not None:
+            body = pending.chunked.feed(buf)
+            if body is None:
+                return None
+        else:
+            length = pending.length or 0
+            if len(buf) < length:
+                return None
+            body = bytes(buf[:length])
+            del buf[:length]
+        self.pending = None
+        request = pending.request
+        request.body = body
+        request.received = time.perf_counter()
+        self.started = time.monotonic() if buf else 0.0
+        return request
+
+    # ---- answering -----------------------------------------------------------------------------
+
+    def _dispatch(self, request: Request) -> None:
+        self.busy = True
+        self.server.in_flight += 1
+        try:
+            result = self.server.handle(request)
+        except Exception:  # a handler bug: the client still gets an answer
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            result = error_response(500, "internal_error",
+                                    "unexpected server error (see the server log)")
+        if isinstance(result, Response):
+            self._answer(request, result)
+        else:
+            result.add_done_callback(lambda fut: self._answered(request, fut))
+
+    def _answered(self, request: Request, fut: asyncio.Future[Response]) -> None:
+        if fut.cancelled():
+            response = error_response(503, "cancelled", "the server is shutting down")
+        elif (exc := fut.exception()) is not None:
+            log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+            response = error_response(500, "internal_error",
+                                      "unexpected server error (see the server log)")
+        else:
+            response = fut.result()
+        self._answer(request, response)
+        self.process()  # requests pipelined behind this one
+
+    def _answer(self, request: Request, response: Response) -> None:
+        self.busy = False
+        self.server.in_flight -= 1
+        headers = request.headers
+        connection = headers.get("connection", "").lower()
+        keep = ("keep-alive" in connection) if request.version == "1.0" else (
+            "close" not in connection)
+        close = not keep or self.server.draining
+        body = b"" if request.method == "HEAD" else response.body
+        self._write(_head_bytes(response.status, response, len(response.body), close) + body)
+        self.last_active = time.monotonic()
+        if close:
+            self.close()
+        elif self.transport is not None and not self.write_paused and \
+                not self.transport.is_reading():
+            self.transport.resume_reading()
+        if self.server.draining and not self.busy:
+            self.server.idle.set()
+
+    def _refuse(self, exc: ProtocolError) -> None:
+        """Answer, then close gently: the client may still be sending the body we refused, and
+        closing with unread data makes the kernel reset the connection before the client has
+        read the answer. So our side is shut for writing and what still arrives is read and
+        dropped, for a few seconds at most (a "lingering close", as web servers do)."""
+        response = error_response(exc.status, exc.code, exc.detail)
+        self._write(_head_bytes(exc.status, response, len(response.body), True) + response.body)
+        self.buf.clear()
+        self.pending = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self.close()
+            return
+        self.closing = self.lingering = True
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, self.close)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.closing = True
+        self.lingering = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def sweep(self, now: float) -> None:
+        """Close an idle keep-alive connection; answer 408 to a request that stalls."""
+        if self.busy or self.closing:
+            return
+        limits = self.server.limits
+        if self.reading_request:
+            if self.started and now - self.started > limits.request_timeout_s:
+                self._refuse(ProtocolError(408, "request_timeout", "the request did not arrive "
+                                           f"within {limits.request_timeout_s:g} s"))
+        elif now - self.last_active > limits.keepalive_timeout_s:
+            self.close()
+
+
+@dataclass
+class HttpServer:
+    """Routes ``(method, path)`` to handlers; answers 404/405 as JSON."""
+
+    limits: Limits = field(default_factory=Limits)
+    routes: dict[str, dict[str, Handler]] = field(default_factory=dict)
+    connections: set[_Connection] = field(default_factory=set)
+    in_flight: int = 0
+    draining: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: asyncio.base_events.Server | None = None
+    _sweeper: asyncio.Task[None] | None = None
+
+    def route(self, method: str, path: str, handler: Handler) -> None:
+        self.routes.setdefault(path, {})[method] = handler
+        if method == "GET":
+            self.routes[path].setdefault("HEAD", handler)
+
+    def handle(self, request: Request) -> Response | asyncio.Future[Response]:
+        methods = self.routes.get(request.path)
+        if methods is None:
+            return error_response(404, "not_found", f"{request.method} {request.path}: no such "
+                                  f"endpoint (known: {', '.join(sorted(self.routes))})")
+        handler = methods.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            return error_response(405, "method_not_allowed",
+                                  f"{request.method} {request.path}: use {allowed}",
+                                  headers=(("Allow", allowed),))
+        return handler(request)
+
+    @property
+    def reading(self) -> int:
+        """Connections holding part of a request (the micro-batcher waits for them)."""
+        return sum(1 for c in self.connections if c.pending is not None)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        if self._server is None:
+            return []
+        return [s.getsockname()[:2] for s in self._server.sockets]
+
+    async def start(self, host: str, port: int, backlog: int = 1024) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port,
+                                                backlog=backlog, reuse_address=True)
+        self._sweeper = loop.create_task(self._sweep(), name="http-sweeper")
+
+    def forget(self, conn: _Connection) -> None:
+        if conn.busy:
+            conn.busy = False
+            self.in_flight -= 1
+        self.connections.discard(conn)
+        if self.draining:
+            self.idle.set()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.sweep(now)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop accepting, let requests in flight finish (up to ``timeout``), close the rest."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for conn in list(self.connections):
+                if not conn.busy and not conn.reading_request:
+                    conn.close()
+            if not self.connections or loop.time() >= deadline:
+                break
+            self.idle.clear()
+            try:
+                await asyncio.wait_for(self.idle.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                pass
+        for conn in list(self.connections):
+            log.warning("closing a connection with a request still in flight after %g s", timeout)
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
