@@ -68,6 +68,9 @@ class _Metric(_Strict):
     test: str | None = None
     spread_test: bool | None = None
     allowed_spread_increase: float | None = None
+    # metric units (seconds for a latency); taken as written so that MetricConfig, not a lax
+    # float, answers `true` or "1ms" with how to write it
+    spread_floor: Any = None
     muted: bool | None = None
 
 

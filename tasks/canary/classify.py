@@ -14,8 +14,11 @@ Order of decisions (each leaves its reason in the result):
    direction and when the effect size reaches ``allowed_increase`` / ``allowed_decrease`` (an
    effect size that cannot be computed, e.g. a zero baseline mean, is not checked);
    two constant samples need no noise: the interval is the difference itself;
-6. the spread test, when the location passed: canary spread significantly larger (one-sided, at
-   a quarter of ``1 - confidence``, so that the second test keeps A/A false alarms under 1 %, see
+6. the spread test, when the location passed: skipped (and said so) when the canary's spread is
+   below ``spread_floor`` (metric units; left out: ``(allowed_increase - 1) x`` the baseline mean
+   for the mean ratio, else none), so near-constant series cannot fire it over a few
+   microseconds; otherwise canary spread significantly larger (one-sided, at a quarter of
+   ``1 - confidence``, so that the second test keeps A/A false alarms under 1 %, see
    bench/RESULTS.md) and at least ``allowed_spread_increase`` times the baseline's -> ``High``;
 7. a critical metric whose ``High``/``Low`` reaches ``critical_increase`` / ``critical_decrease``
    is marked critical (the scorer then fails the whole canary).
@@ -37,7 +40,7 @@ from tasks.canary.config import (
     OutlierStrategy,
     StatTest,
 )
-from tasks.canary.effects import cles, mean_ratio, spread_test
+from tasks.canary.effects import SpreadTest, cles, mean_ratio, spread_test
 from tasks.canary.pairwise import FloatArray
 from tasks.canary.preprocess import Cleaned, clean
 from tasks.canary.ranksum import rank_sum_sorted
@@ -155,6 +158,44 @@ def _critical(config: MetricConfig, label: Classification, effect: float, spread
     return effect <= config.critical_decrease
 
 
+def _spread_floor(config: MetricConfig, c: FloatArray) -> tuple[float, str]:
+    """The canary spread the spread test needs before it counts, and how to say where it is from."""
+    if config.spread_floor is not None:
+        return config.spread_floor, f"spread_floor {config.spread_floor:.3g}"
+    measure, allowed = config.effect_size_measure, config.allowed_increase
+    if measure != EffectSizeMeasure.MEAN_RATIO or allowed <= 1.0:
+        return 0.0, "no spread_floor"
+    mean = abs(float(np.mean(c)))
+    floor = (allowed - 1.0) * mean
+    return floor, (
+        f"spread_floor {floor:.3g} (default: (allowed_increase {allowed:g} - 1) x baseline mean "
+        f"{mean:.3g})"
+    )
+
+
+def _spread(
+    config: MetricConfig, c: FloatArray, e: FloatArray, reason: str
+) -> tuple[SpreadTest, float, bool, str]:
+    """(test, floor applied, whether it fired, reason) for a metric whose location passed."""
+    spread = spread_test(c, e)
+    floor, floor_text = _spread_floor(config, c)
+    alpha = SPREAD_ALPHA_SHARE * (1.0 - config.confidence)
+    measured = f"{spread.ratio:.3g}x the baseline's, one-sided p={spread.p_value:.3g}"
+    canary = f"canary spread {spread.experiment_spread:.3g}"
+    if spread.experiment_spread < floor:
+        skipped = f"{reason}; spread test skipped: {canary} ({measured}) < {floor_text}"
+        return spread, floor, False, skipped
+    if spread.p_value < alpha and spread.ratio >= config.allowed_spread_increase:
+        above = f", {canary} >= {floor_text}" if floor else ""
+        fired = (
+            f"canary spread is {spread.ratio:.3g}x the baseline's (>= allowed_spread_increase "
+            f"{config.allowed_spread_increase}, one-sided p={spread.p_value:.3g} < {alpha:.3g}"
+            f"{above}) while {reason}"
+        )
+        return spread, floor, True, fired
+    return spread, floor, False, reason
+
+
 def _compare(
     config: MetricConfig,
     name: str,
@@ -166,21 +207,13 @@ def _compare(
     loc = _location(config, cv, ev, exposure)
     effect, ratio, common = _effect(config, cv, ev, loc)
     label, reason = _decide(config, loc, effect)
-    spread = None
-    spread_flag = False
+    spread, floor, spread_flag = None, math.nan, False
     if loc.test == "rank" and config.spread_test:
-        spread = spread_test(cv, ev)
-        if (
-            label == Classification.PASS
-            and spread.p_value < SPREAD_ALPHA_SHARE * (1.0 - config.confidence)
-            and spread.ratio >= config.allowed_spread_increase
-        ):
-            label, spread_flag = Classification.HIGH, True
-            reason = (
-                f"canary spread is {spread.ratio:.3g}x the baseline's (>= allowed_spread_increase "
-                f"{config.allowed_spread_increase}, one-sided p={spread.p_value:.3g} < "
-                f"{SPREAD_ALPHA_SHARE * (1.0 - config.confidence):.3g}) while " + reason
-            )
+        if label == Classification.PASS:
+            spread, floor, spread_flag, reason = _spread(config, cv, ev, reason)
+            label = Classification.HIGH if spread_flag else label
+        else:
+            spread = spread_test(cv, ev)  # recorded; the location already decided
     critical = _critical(config, label, effect, spread_flag)
     if critical:
         reason += "; critical metric"
@@ -199,6 +232,9 @@ def _compare(
         cles=common,
         spread_ratio=spread.ratio if spread else math.nan,
         spread_p_value=spread.p_value if spread else math.nan,
+        spread_baseline=spread.control_spread if spread else math.nan,
+        spread_canary=spread.experiment_spread if spread else math.nan,
+        spread_floor=floor,
         control=SampleStats.of(cv, c.nan_count, c.outliers_removed),
         experiment=SampleStats.of(ev, e.nan_count, e.outliers_removed),
         muted=config.muted,

@@ -7,6 +7,15 @@ needs the effect size at or above ``allowed_increase`` and a ``Low`` at or below
 ``allowed_decrease``; the defaults (1.0) are the mean-ratio neutral value, so with
 ``effect_size_measure="cles"`` set them explicitly (e.g. 0.6 and 0.4, or 0.5 and 0.5 to let the
 interval alone decide).
+
+``spread_floor`` (beyond Kayenta) is in the metric's own units: the spread test ignores a canary
+whose spread (mean absolute deviation from its median, what the test measures) is below it, so a
+near-constant series, e.g. a ``histogram_quantile`` between two buckets, cannot raise a "spread
+blew up" alarm over microseconds. Left out, it follows the band ``allowed_increase`` already
+draws on the mean: ``(allowed_increase - 1) x |baseline mean|`` for the mean ratio (a canary
+spread below that cannot, with the same median, lift the canary mean past what the location test
+tolerates, since mean - median <= mean absolute deviation), and no floor for CLES or
+``allowed_increase: 1.0``. ``0`` turns the floor off.
 """
 
 from __future__ import annotations
@@ -70,6 +79,18 @@ def _number(key: str, value: object, low: float, high: float, *, open_low: bool 
     return number
 
 
+def _floor(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and number >= 0:
+            return number
+    raise ConfigError(
+        f"spread_floor is {value!r} (expected a finite number >= 0 in the metric's own units, "
+        "e.g. 0.001 for 1 ms of a latency in seconds; 0 turns the floor off, leaving it out "
+        "takes (allowed_increase - 1) x the baseline mean, spread_test: false turns the test off)"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class MetricConfig:
     """How one metric is judged. Keyword arguments; invalid values raise ConfigError."""
@@ -91,6 +112,7 @@ class MetricConfig:
     test: StatTest | str = StatTest.AUTO
     spread_test: bool = True
     allowed_spread_increase: float = 1.5
+    spread_floor: float | None = None  # metric units; None: (allowed_increase - 1) x baseline mean
     muted: bool = False
 
     def __post_init__(self) -> None:
@@ -120,6 +142,8 @@ class MetricConfig:
         for key, (low, high, open_low) in checks.items():
             value = _number(key, getattr(self, key), low, high, open_low=open_low)
             object.__setattr__(self, key, value)
+        if self.spread_floor is not None:
+            object.__setattr__(self, "spread_floor", _floor(self.spread_floor))
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -4,7 +4,9 @@ The spread test is the answer to a known blind spot of a location test: a canary
 median did not move but whose spread blew up (some requests much slower, some faster) passes the
 rank-sum comparison. Here the absolute deviations of each sample from its own median are compared
 with a one-sided rank-sum test (a rank version of the Brown-Forsythe test); the spread ratio
-(mean absolute deviation, canary over baseline) is its effect size.
+(mean absolute deviation, canary over baseline) is its effect size. The two deviations themselves
+are kept too: a ratio over a near-constant baseline says nothing about size (28x of almost
+nothing), so the judge also holds the canary's against ``spread_floor``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def _median(values: FloatArray) -> float:
 class SpreadTest:
     ratio: float  # mean absolute deviation from the median, canary over baseline
     p_value: float  # one-sided: canary deviations larger
+    control_spread: float  # baseline mean absolute deviation from its median (metric units)
+    experiment_spread: float  # the canary's
 
 
 def spread_test(control: FloatArray, experiment: FloatArray) -> SpreadTest:
@@ -61,4 +65,9 @@ def spread_test(control: FloatArray, experiment: FloatArray) -> SpreadTest:
         ratio = 1.0 if experiment_mad == 0.0 else math.inf
     else:
         ratio = experiment_mad / control_mad
-    return SpreadTest(ratio=ratio, p_value=one_sided_greater_p(experiment_dev, control_dev))
+    return SpreadTest(
+        ratio=ratio,
+        p_value=one_sided_greater_p(experiment_dev, control_dev),
+        control_spread=control_mad,
+        experiment_spread=experiment_mad,
+    )

@@ -114,6 +114,9 @@ class MetricResult:
     cles: float = math.nan
     spread_ratio: float = math.nan
     spread_p_value: float = math.nan
+    spread_baseline: float = math.nan  # mean absolute deviation from the median, metric units
+    spread_canary: float = math.nan
+    spread_floor: float = math.nan  # below it the spread test is skipped; NaN: it did not decide
     control: SampleStats = _NO_STATS
     experiment: SampleStats = _NO_STATS
     muted: bool = False

@@ -21,6 +21,13 @@ FEW_ERRORS = RNG.poisson(0.02, 600).astype(float)
 MANY_ERRORS = RNG.poisson(0.2, 600).astype(float)
 SAME_ERRORS = RNG.poisson(0.02, 600).astype(float)
 SYMMETRIC = np.concatenate([OTHER - 100, 100 - OTHER])  # mean exactly 0: no mean ratio
+# histogram_quantile of a p50 in seconds: the baseline barely moves (0.2 us), the canary sits 6 us
+# higher with a few us of jitter (the false "28x spread" of the model-server demo), or really
+# spreads out around the same median
+P50_RNG = np.random.default_rng(6)
+STEADY_P50 = 0.00175 + P50_RNG.normal(0.0, 2e-7, 30)
+JITTERY_P50 = 0.00175 + 6e-6 + P50_RNG.normal(0.0, 6e-6, 30)
+BLOWN_P50 = 0.00175 * P50_RNG.lognormal(0.0, 1.0, 30)
 NAN = float("nan")
 
 P, H, L = Classification.PASS, Classification.HIGH, Classification.LOW
@@ -280,6 +287,100 @@ def test_labels_use_kayenta_spelling() -> None:
     ]
 
 
+LATENCY_P50 = {"direction": "increase", "allowed_increase": 1.5}
+SPREAD_FLOOR_CASES: list[tuple[str, Any, dict[str, Any], Classification, str]] = [
+    (
+        "near_constant_series_fire_the_spread_test_without_a_floor",
+        JITTERY_P50,
+        {**LATENCY_P50, "spread_floor": 0.0},
+        H,
+        "canary spread is",
+    ),
+    (
+        "tiny_shift_of_near_constant_series_skipped_below_the_floor",
+        JITTERY_P50,
+        {**LATENCY_P50, "spread_floor": 0.0005},
+        P,
+        "< spread_floor 0.0005",
+    ),
+    (
+        "tiny_shift_of_near_constant_series_skipped_below_the_default_floor",
+        JITTERY_P50,
+        LATENCY_P50,
+        P,
+        "< spread_floor 0.000875 (default: (allowed_increase 1.5 - 1) x baseline mean 0.00175)",
+    ),
+    (
+        "spread_blow_up_above_the_floor_is_high",
+        BLOWN_P50,
+        {**LATENCY_P50, "spread_floor": 0.0005},
+        H,
+        ">= spread_floor 0.0005",
+    ),
+    (
+        "spread_blow_up_above_the_default_floor_is_high",
+        BLOWN_P50,
+        LATENCY_P50,
+        H,
+        ">= spread_floor 0.000875 (default",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("experiment", "options", "label", "reason"),
+    [case[1:] for case in SPREAD_FLOOR_CASES],
+    ids=[case[0] for case in SPREAD_FLOOR_CASES],
+)
+def test_spread_floor(
+    experiment: Any, options: dict[str, Any], label: Classification, reason: str
+) -> None:
+    result = classify_metric(STEADY_P50, experiment, MetricConfig(**options))
+    assert result.classification == label, result.reason
+    assert reason in result.reason
+    assert result.spread_ratio > 10  # relative to its baseline, every canary here "blew up"
+
+
+def test_skipped_spread_test_says_why_and_records_what_it_measured() -> None:
+    config = MetricConfig(direction="increase", allowed_increase=1.5, spread_floor=0.0005)
+    result = classify_metric(STEADY_P50, JITTERY_P50, config)
+    assert result.classification == Classification.PASS and not result.critical
+    canary_spread = float(np.mean(np.abs(JITTERY_P50 - np.median(JITTERY_P50))))
+    baseline_spread = float(np.mean(np.abs(STEADY_P50 - np.median(STEADY_P50))))
+    assert 1e-6 < canary_spread < 1e-5  # microseconds: far below the floor
+    assert result.spread_canary == pytest.approx(canary_spread)
+    assert result.spread_baseline == pytest.approx(baseline_spread)
+    assert result.spread_ratio == pytest.approx(canary_spread / baseline_spread)
+    assert result.spread_p_value < 1e-6  # without the floor this would have been High
+    said = f"spread test skipped: canary spread {canary_spread:.3g} ({result.spread_ratio:.3g}x"
+    assert said in result.reason and result.reason.endswith("< spread_floor 0.0005")
+    assert result.spread_floor == 0.0005
+    assert result.to_dict()["spread_floor"] == 0.0005
+
+
+def test_spread_blow_up_of_a_critical_metric_above_the_floor_is_critical() -> None:
+    config = MetricConfig(direction="increase", critical=True, spread_floor=0.0005)
+    result = classify_metric(STEADY_P50, BLOWN_P50, config)
+    assert result.classification == Classification.HIGH and result.critical
+    assert result.spread_canary > 0.0005 and "canary spread is" in result.reason
+
+
+def test_default_floor_leaves_kayenta_defaults_and_cles_alone() -> None:
+    """No band on the mean (allowed_increase 1.0) or no mean at all (CLES): no floor."""
+    plain = classify_metric(BASE, WIDE, MetricConfig())
+    assert plain.classification == Classification.HIGH and plain.spread_floor == 0.0
+    cles = MetricConfig(effect_size_measure="cles", allowed_increase=0.9, allowed_decrease=0.1)
+    by_cles = classify_metric(BASE, WIDE, cles)
+    assert by_cles.classification == Classification.HIGH and by_cles.spread_floor == 0.0
+
+
+def test_floor_is_not_applied_when_the_location_already_decided() -> None:
+    config = MetricConfig(spread_floor=1e6)
+    result = classify_metric(BASE, UP, config)
+    assert result.classification == Classification.HIGH and "skipped" not in result.reason
+    assert math.isnan(result.spread_floor) and result.spread_ratio > 0
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -295,11 +396,29 @@ def test_labels_use_kayenta_spelling() -> None:
         ({"critical": "yes"}, "critical is 'yes'"),
         ({"allowed_spread_increase": 0.5}, "allowed_spread_increase"),
         ({"test": "ttest"}, "test is 'ttest'"),
+        ({"spread_floor": -0.001}, r"spread_floor is -0\.001 \(expected a finite number >= 0"),
+        ({"spread_floor": math.inf}, "spread_floor is inf"),
+        ({"spread_floor": "1ms"}, "spread_floor is '1ms'"),
+        ({"spread_floor": True}, "spread_floor is True"),
     ],
 )
 def test_invalid_config_is_a_clear_error(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         MetricConfig(**options)
+
+
+def test_spread_floor_error_says_how_to_fix_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        MetricConfig(spread_floor=-1)
+    message = str(info.value)
+    assert "in the metric's own units, e.g. 0.001 for 1 ms of a latency in seconds" in message
+    assert "0 turns the floor off" in message and "spread_test: false" in message
+
+
+def test_spread_floor_takes_whole_numbers_and_zero() -> None:
+    assert MetricConfig(spread_floor=2).spread_floor == 2.0
+    assert MetricConfig(spread_floor=0).spread_floor == 0.0
+    assert MetricConfig().spread_floor is None
 
 
 def test_config_takes_strings_and_stores_enums() -> None:

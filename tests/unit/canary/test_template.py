@@ -45,6 +45,22 @@ def test_shipped_template_loads() -> None:
     assert template.provider_options["address"] == "http://127.0.0.1:9090"
 
 
+def test_model_server_template_tests_p50_spread_above_the_default_floor() -> None:
+    template = load(DEFAULT_PATH.with_name("canary-model-server.yaml"))
+    metrics = {m.name: m.config for m in template.metrics}
+    p50, p90 = metrics["latency_p50"], metrics["latency_p90"]
+    assert p50.spread_test and p50.spread_floor is None  # (allowed_increase - 1) x baseline mean
+    assert (p50.allowed_increase, p50.allowed_spread_increase) == (1.5, 3.0)
+    assert not p90.spread_test and p90.critical
+
+
+def test_spread_floor_reaches_the_judge_config() -> None:
+    data = copy.deepcopy(MINIMAL)
+    data["metrics"][0]["spread_floor"] = 0.002
+    assert parse(data).metrics[0].config.spread_floor == 0.002
+    assert parse(MINIMAL).metrics[0].config.spread_floor is None
+
+
 def test_minimal_template_takes_kayenta_defaults() -> None:
     template = parse(MINIMAL)
     config = template.metrics[0].config
@@ -67,6 +83,28 @@ BAD: list[tuple[str, Any, str]] = [
             metrics=[{"name": "a", "group": "g", "query": "m{${selector}}", "confidence": 1.2}]
         ),
         "metrics[0].confidence is 1.2",
+    ),
+    (
+        "negative_spread_floor",
+        with_changes(
+            metrics=[{"name": "a", "group": "g", "query": "m{${selector}}", "spread_floor": -0.001}]
+        ),
+        "metrics[0].spread_floor is -0.001 (expected a finite number >= 0 in the metric's own "
+        "units, e.g. 0.001 for 1 ms",
+    ),
+    (
+        "spread_floor_with_a_unit",
+        with_changes(
+            metrics=[{"name": "a", "group": "g", "query": "m{${selector}}", "spread_floor": "1ms"}]
+        ),
+        "metrics[0].spread_floor is '1ms' (expected a finite number >= 0",
+    ),
+    (
+        "spread_floor_as_a_switch",
+        with_changes(
+            metrics=[{"name": "a", "group": "g", "query": "m{${selector}}", "spread_floor": True}]
+        ),
+        "metrics[0].spread_floor is True (expected a finite number >= 0",
     ),
     (
         "unknown_metric_key",
