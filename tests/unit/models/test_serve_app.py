@@ -7,9 +7,9 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
-import httpx
 
 from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig
