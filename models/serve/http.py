@@ -40,6 +40,8 @@ LINGER_S = 5.0
 LINGER_MAX_BYTES = 64 << 20
 #: an RFC 9110 token (method, header name), the whole string
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: a chunk size: hex digits only (``int(x, 16)`` also takes "0x5", "+5", "1_0")
+_HEX = re.compile(rb"[0-9A-Fa-f]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,8 @@ def parse_head(head: bytes) -> Request:
 def _content_length(request: Request, limit: int) -> int:
     raw = request.headers["content-length"]
     values = {v.strip() for v in raw.split(",")}
-    if len(values) != 1 or not (value := values.pop()).isdigit():
+    # isascii: str.isdigit() also takes "²", which int() then rejects
+    if len(values) != 1 or not ((value := values.pop()).isascii() and value.isdigit()):
         raise ProtocolError(400, "bad_request",
                             f"Content-Length {raw[:40]!r} is not one non-negative integer")
     length = int(value)
@@ -187,13 +190,9 @@ class _Chunked:
                     return b"".join(self.parts)
                 continue
             line = bytes(buf[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise ProtocolError(400, "bad_request",
-                                    f"malformed chunk size {line[:20]!r}") from None
-            if size < 0:
+            if not _HEX.match(line):
                 raise ProtocolError(400, "bad_request", f"malformed chunk size {line[:20]!r}")
+            size = int(line, 16)
             if size == 0:
                 del buf[:end + 2]
                 self.in_trailers = True
@@ -252,7 +251,7 @@ class _Connection(asyncio.Protocol):
                 if self.dropped > LINGER_MAX_BYTES:
                     self.close()
             return
-        if not self.buf and not self.started:
+        if not self.reading_request:  # the first bytes of a request (a stale clock is reset)
             self.started = time.monotonic()
         self.buf += data
         self.process()
@@ -376,6 +375,8 @@ class _Connection(asyncio.Protocol):
         self.process()  # requests pipelined behind this one
 
     def _answer(self, request: Request, response: Response) -> None:
+        if not self.busy:  # the connection was lost while the handler ran; forget() counted it
+            return
         self.busy = False
         self.server.in_flight -= 1
         headers = request.headers
