@@ -24,7 +24,7 @@ import httpx
 
 from suite import settings as settings_mod
 from suite import vault
-from suite.errors import ConfigError, ServiceUnavailable
+from suite.errors import ConfigError, PortInUse, ServiceUnavailable
 from suite.settings import Settings
 from suite.webhook.verify import PROVIDERS, hmac_hex
 
@@ -63,7 +63,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         branches=args.branch or [], max_body=args.max_body, audit=_audit_fn(settings),
     )
     port = args.port or settings.port("webhook")
-    server = make_server(app, settings.host, port)
+    try:
+        server = make_server(app, settings.host, port)
+    except OSError as exc:
+        raise PortInUse(
+            f"cannot listen on {settings.host}:{port} ({exc.strerror}); the platform's webhook "
+            f"service uses {settings.port('webhook')}: pass --port for a second receiver"
+        ) from exc
     print(f"webhook server on http://{settings.host}:{port}/hooks/{{{','.join(PROVIDERS)}}} "
           f"-> {args.mode} {args.deployment if args.mode == 'deployment' else ''}", flush=True)
     try:

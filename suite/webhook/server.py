@@ -2,7 +2,8 @@
 
 Order of checks, so that nothing unauthenticated can start a run or poison the replay log:
 size limit → signature (secret from Vault) → event type → delivery id (replay) → payload →
-branch filter → trigger. Answers are JSON; 202 carries the flow run id.
+branch filter → trigger. Answers are JSON; 202 carries the flow run id (deployment mode) or
+the id of the emitted ``git.push`` event and the automations that react to it (event mode).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from suite.errors import SuiteError
 from suite.webhook.replay import DeliveryLog
+from suite.webhook.trigger import Started
 from suite.webhook.verify import (
     PROVIDERS,
     PushEvent,
@@ -29,7 +31,7 @@ from suite.webhook.verify import (
     parse_push,
 )
 
-Trigger = Callable[[PushEvent], str]
+Trigger = Callable[[PushEvent], Started]
 SecretSource = Callable[[str], str]
 Audit = Callable[[str, str, str, dict[str, Any]], None]
 
@@ -87,15 +89,16 @@ class WebhookApp:
             self._audit("webhook.ignored", event.repository, "ignored", {"reason": reason})
             return 200, {"status": "ignored", "reason": reason}
         try:
-            run_id = self.trigger(event)
+            started = self.trigger(event)
         except SuiteError as exc:
             self.deliveries.release(f"{provider}:{delivery}")
             self._audit("webhook.trigger", event.repository, "error", {"error": str(exc)})
             return 502, {"error": str(exc)}
-        self._audit("webhook.trigger", f"{event.repository}@{event.branch}", "started",
-                    {"sha": event.after, "delivery": delivery, "run": run_id})
-        return 202, {"status": "started", "flow_run_id": run_id, "git_sha": event.after,
-                     "branch": event.branch}
+        answer = started.answer()
+        self._audit("webhook.trigger", f"{event.repository}@{event.branch}", answer["status"],
+                    {"sha": event.after, "delivery": delivery,
+                     "run": started.flow_run_id or None, "event": started.event_id or None})
+        return 202, {**answer, "git_sha": event.after, "branch": event.branch}
 
     def _audit(self, action: str, subject: str, outcome: str, inputs: dict[str, Any]) -> None:
         if self.audit is not None:

@@ -1,15 +1,39 @@
 """What an accepted push does in Prefect: run a deployment (default) or emit a ``git.push`` event
-that a deployment trigger in ``prefect.yaml`` reacts to."""
+that a deployment trigger in ``prefect.yaml`` reacts to.
+
+Both report failure as :class:`~suite.errors.ServiceUnavailable`, so the server answers 502 and
+forgets the delivery id: the forge's redelivery is then accepted, not refused as a replay.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from suite.errors import ServiceUnavailable
+from suite.webhook.events import EVENT, git_push_event, reacting
 from suite.webhook.verify import PushEvent
 
-EVENT = "git.push"
+RETRY_STATUS = (429, 503)
+RETRY_DELAYS = (0.3, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a trigger did: created a flow run, or emitted an event an automation turns into one."""
+
+    flow_run_id: str = ""
+    event_id: str = ""
+    reactors: tuple[str, ...] = ()
+
+    def answer(self) -> dict[str, Any]:
+        if self.flow_run_id:
+            return {"status": "started", "flow_run_id": self.flow_run_id}
+        return {"status": "emitted", "event": EVENT, "event_id": self.event_id,
+                "automations": list(self.reactors)}
 
 
 def parameters(event: PushEvent) -> dict[str, Any]:
@@ -18,14 +42,6 @@ def parameters(event: PushEvent) -> dict[str, Any]:
         "repository": event.clone_url,
         "triggered_by": f"{event.provider} push by {event.pusher} to "
                         f"{event.repository}@{event.branch} (delivery {event.delivery})",
-    }
-
-
-def event_payload(event: PushEvent) -> dict[str, Any]:
-    return {
-        "repository": event.repository, "branch": event.branch, "ref": event.ref,
-        "before": event.before, "after": event.after, "pusher": event.pusher,
-        "provider": event.provider, "delivery": event.delivery, "clone_url": event.clone_url,
     }
 
 
@@ -39,7 +55,7 @@ class DeploymentTrigger:
     deployment: str
     api_url: str
 
-    def __call__(self, event: PushEvent) -> str:
+    def __call__(self, event: PushEvent) -> Started:
         from prefect.deployments import run_deployment
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -51,26 +67,60 @@ class DeploymentTrigger:
             raise ServiceUnavailable(
                 f"starting deployment {self.deployment!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        return str(run.id)  # type: ignore[union-attr]
+        return Started(flow_run_id=str(run.id))  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
 class EventTrigger:
-    """Emit ``git.push``; the answer carries the event id (a run starts via automation)."""
+    """``POST /api/events`` with one ``git.push`` event; a deployment trigger starts the run.
+
+    Not ``prefect.events.emit_event``: that queues the event for a background websocket client
+    (one per process, bound to the first API URL it saw) and reports success even when Prefect is
+    down, so a push would be acknowledged and lost. Here the server's answer decides.
+    """
 
     api_url: str
+    timeout: float = 10.0
 
-    def __call__(self, event: PushEvent) -> str:
-        from prefect.events import emit_event
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+    def __call__(self, event: PushEvent) -> Started:
+        body = git_push_event(event)
+        api = self.api_url.rstrip("/")
+        with httpx.Client(timeout=self.timeout) as http:
+            automations = _call(http, "POST", f"{api}/automations/filter", {})
+            try:
+                reactors = reacting(automations, body)
+            except ValueError as exc:  # pydantic's ValidationError: our event, their schema
+                raise ServiceUnavailable(
+                    f"Prefect's event schema refuses the {EVENT} event of "
+                    f"{event.repository}@{event.branch}: {exc}"
+                ) from exc
+            if not reactors:
+                raise ServiceUnavailable(
+                    f"no enabled automation of Prefect at {api} reacts to {EVENT} on "
+                    f"{body['resource']['prefect.resource.id']!r}, so the push would start "
+                    f"nothing; register the release deployment's trigger (prefect.yaml) with "
+                    f"`suite deploy`, or use `suite webhook serve --mode deployment`"
+                )
+            _call(http, "POST", f"{api}/events", [body])
+        return Started(event_id=body["id"], reactors=tuple(reactors))
 
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            emitted = emit_event(
-                event=EVENT,
-                resource={"prefect.resource.id": f"git.repo.{event.repository}",
-                          "prefect.resource.name": event.repository},
-                payload=event_payload(event),
-            )
-        if emitted is None:
-            raise ServiceUnavailable("Prefect did not accept the git.push event (events disabled?)")
-        return f"event:{emitted.id}"
+
+def _call(http: httpx.Client, method: str, url: str, payload: Any) -> Any:
+    """One Prefect API call; 429/503 (on SQLite: "database is locked") are retried like
+    Prefect's own client does, briefly: a forge waits ~10 s for the answer."""
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            resp = http.request(method, url, json=payload)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"Prefect API {url} does not answer ({type(exc).__name__}: {exc}); "
+                f"is the platform up (`suite status`)?"
+            ) from exc
+        if resp.status_code not in RETRY_STATUS or delay is None:
+            break
+        time.sleep(delay)
+    if resp.status_code >= 400:
+        raise ServiceUnavailable(
+            f"Prefect API refused {method} {url}: HTTP {resp.status_code} {resp.text[:300]}"
+        )
+    return resp.json() if resp.content else None

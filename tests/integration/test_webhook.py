@@ -59,10 +59,11 @@ def hook_server(platform: Settings, probe_deployment: str, tmp_path_factory) -> 
     server.shutdown()
 
 
-def payload(branch: str = "main", sha: str | None = None) -> bytes:
+def payload(branch: str = "main", sha: str | None = None, clone_url: str = "") -> bytes:
+    repository = {"full_name": "acme/svc"} | ({"clone_url": clone_url} if clone_url else {})
     return json.dumps({"ref": f"refs/heads/{branch}", "before": "0" * 39 + "1",
                        "after": sha or uuid.uuid4().hex + "abcdefgh",
-                       "repository": {"full_name": "acme/svc"},
+                       "repository": repository,
                        "pusher": {"login": "ann"}}).encode()
 
 

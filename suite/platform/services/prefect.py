@@ -21,6 +21,9 @@ def prefect_env(settings: Settings) -> dict[str, str]:
         PREFECT_HOME=str(settings.dir("prefect")),
         PREFECT_API_URL=settings.prefect_api_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # the triggers service also runs automation actions: the release deployment's
+        # `git.push` trigger (prefect.yaml) needs it, so an inherited `false` must not win
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED="true",
         PREFECT_UI_API_URL=settings.prefect_api_url,
         PREFECT_SERVER_API_HOST=settings.host,
         PREFECT_SERVER_API_PORT=str(settings.port("prefect")),
