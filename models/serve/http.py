@@ -40,6 +40,7 @@ LINGER_S = 5.0
 LINGER_MAX_BYTES = 64 << 20
 #: an RFC 9110 token (method, header name), the whole string
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_HTTP_1X = re.compile(r"HTTP/1\.[0-9]\Z")
 #: a chunk size: hex digits only (``int(x, 16)`` also takes "0x5", "+5", "1_0")
 _HEX = re.compile(rb"[0-9A-Fa-f]+\Z")
 
@@ -96,13 +97,16 @@ class ProtocolError(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
-def _head_bytes(status: int, response: Response, length: int, close: bool) -> bytes:
+def _head_bytes(status: int, response: Response, length: int, close: bool,
+                keep_alive_1_0: bool = False) -> bytes:
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
              f"Content-Type: {response.content_type}\r\nContent-Length: {length}\r\n"]
     for name, value in response.headers:
         lines.append(f"{name}: {value}\r\n")
     if close:
         lines.append("Connection: close\r\n")
+    elif keep_alive_1_0:  # HTTP/1.0 clients reuse the connection only when told so
+        lines.append("Connection: keep-alive\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")
 
@@ -116,11 +120,14 @@ def parse_head(head: bytes) -> Request:
                             "(expected 'METHOD /path HTTP/1.1')")
     method, target, version = parts
     if version not in ("HTTP/1.1", "HTTP/1.0"):
-        if version.startswith("HTTP/"):
+        if _HTTP_1X.match(version):  # a later 1.x minor version is answered as 1.1 (RFC 9110)
+            version = "HTTP/1.1"
+        elif version.startswith("HTTP/"):
             raise ProtocolError(505, "http_version_not_supported",
                                 f"{version[:20]} is not supported (use HTTP/1.1)")
-        raise ProtocolError(400, "bad_request", f"malformed request line {lines[0][:100]!r} "
-                            "(expected 'METHOD /path HTTP/1.1')")
+        else:
+            raise ProtocolError(400, "bad_request", f"malformed request line "
+                                f"{lines[0][:100]!r} (expected 'METHOD /path HTTP/1.1')")
     if not target.startswith("/"):
         raise ProtocolError(400, "bad_request", f"request target {target[:100]!r} is not a path "
                             "(expected origin form, e.g. /predict)")
@@ -385,7 +392,8 @@ class _Connection(asyncio.Protocol):
             "close" not in connection)
         close = not keep or self.server.draining
         body = b"" if request.method == "HEAD" else response.body
-        self._write(_head_bytes(response.status, response, len(response.body), close) + body)
+        self._write(_head_bytes(response.status, response, len(response.body), close,
+                                request.version == "1.0") + body)
         self.last_active = time.monotonic()
         if close:
             self.close()

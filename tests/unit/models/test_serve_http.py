@@ -285,11 +285,25 @@ def test_connection_persistence(run: Run, version: str, connection: str | None,
                 assert first.headers["connection"] == "close"
                 assert await client.closed()
                 return
-            assert "connection" not in first.headers
+            # an HTTP/1.0 client reuses the connection only when the answer says keep-alive
+            expected = "keep-alive" if version == "HTTP/1.0" else None
+            assert first.headers.get("connection") == expected
             await client.send(request)  # the same connection serves the next request
             second = await client.reply()
             assert (second.status, second.body) == (200, HELLO_BODY)
             assert len(app.server.connections) == 1
+
+    run(scenario())
+
+
+def test_a_later_http_1x_minor_version_is_answered_as_1_1(run: Run) -> None:
+    async def scenario() -> None:
+        async with serving() as app:
+            client = await app.connect()
+            await client.send(req("GET", "/hello", version="HTTP/1.2"))
+            reply = await client.reply()
+            assert (reply.version, reply.status, reply.body) == ("HTTP/1.1", 200, HELLO_BODY)
+            assert "connection" not in reply.headers  # kept alive, as 1.1
 
     run(scenario())
 
