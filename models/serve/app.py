@@ -15,10 +15,9 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from models.serve import jsonio, loader
-from models.serve.batcher import MicroBatcher
+from models.serve.batcher import MicroBatcher, Outputs
 from models.serve.config import ServeConfig
 from models.serve.errors import BadInput
 from models.serve.http import HttpServer, Limits, Request, Response, error_response, json_response
@@ -69,15 +68,19 @@ class ServerState:
 
 
 class Handlers:
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
         self.state = state
         self.metrics = state.metrics
+        self.loop = loop
+        #: /predict requests in progress (read by the gauge when /metrics is scraped)
+        self.inflight = 0
+        state.metrics.inflight.set_function(lambda: self.inflight)
 
     # ---- /predict ------------------------------------------------------------------------------
 
     def predict(self, request: Request) -> Response | asyncio.Future[Response]:
         state = self.state
-        self.metrics.inflight.inc()
+        self.inflight += 1
         if state.batcher is None or state.model is None:
             return self._done(request, error_response(503, "not_ready",
                                                       f"model is {state.phase}"))
@@ -88,27 +91,29 @@ class Handlers:
     def _predict(self, request: Request) -> Response | asyncio.Future[Response]:
         state = self.state
         assert state.batcher is not None and state.model is not None
+        answer: asyncio.Future[Response] = self.loop.create_future()
+
+        def deliver(result: Outputs | BaseException) -> None:
+            if not answer.done():
+                answer.set_result(self._done(request, self._outputs(request, result)))
+
         try:
             x = parse_body(request.body, state.model.feature_shape, state.config.max_rows)
-            outputs = state.batcher.enqueue(x)
+            state.batcher.enqueue(x, deliver)
         except BadInput as exc:
             return self._done(request, error_response(exc.status, exc.code, exc.detail))
         except RuntimeError:  # the batcher stopped: shutting down
             return self._done(request, error_response(503, "not_ready",
                                                       f"model is {state.phase}"))
-        answer: asyncio.Future[Response] = outputs.get_loop().create_future()
-        outputs.add_done_callback(lambda done: answer.set_result(
-            self._done(request, self._outputs(request, done))))
         return answer
 
-    def _outputs(self, request: Request, done: asyncio.Future[dict[str, Any]]) -> Response:
-        exc = done.exception()
-        if exc is not None:
-            log.error("inference failed for %s %s", request.method, request.path, exc_info=exc)
+    def _outputs(self, request: Request, result: Outputs | BaseException) -> Response:
+        if isinstance(result, BaseException):
+            log.error("inference failed for %s %s", request.method, request.path,
+                      exc_info=result)
             return error_response(500, "internal_error",
                                   "inference failed (see the server log)")
-        payload = {"model": self.state.name, "version": self.state.version,
-                   "outputs": done.result()}
+        payload = {"model": self.state.name, "version": self.state.version, "outputs": result}
         return Response(200, jsonio.dumps(payload))
 
     async def _predict_with_faults(self, request: Request) -> Response:
@@ -123,7 +128,7 @@ class Handlers:
         return result if isinstance(result, Response) else await result
 
     def _done(self, request: Request, response: Response) -> Response:
-        self.metrics.inflight.dec()
+        self.inflight -= 1
         self.metrics.observe_request(response.status, time.perf_counter() - request.received)
         return response
 
@@ -151,9 +156,9 @@ class Handlers:
 
 
 def build_server(state: ServerState) -> HttpServer:
-    """The listener with its routes; ``state.http`` points at it."""
+    """The listener with its routes; ``state.http`` points at it (call it in the event loop)."""
     server = HttpServer(Limits(max_body_bytes=state.config.max_body_bytes))
-    handlers = Handlers(state)
+    handlers = Handlers(state, asyncio.get_running_loop())
     server.route("POST", "/predict", handlers.predict)
     server.route("GET", "/healthz", handlers.healthz)
     server.route("GET", "/readyz", handlers.readyz)

@@ -15,6 +15,7 @@ a thread instead, so the loop keeps reading requests during long (millisecond) m
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,12 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 
 RunFn = Callable[[np.ndarray], dict[str, np.ndarray]]
+log = logging.getLogger("models.serve")
 
 
-@dataclass
+Outputs = dict[str, np.ndarray]
+#: called by the batcher with the request's rows of the outputs, or the exception of its batch
+Deliver = Callable[[Outputs | BaseException], None]
+
+
+@dataclass(slots=True)
 class _Item:
     x: np.ndarray
-    future: asyncio.Future[dict[str, np.ndarray]]
+    deliver: Deliver
 
 
 class MicroBatcher:
@@ -59,18 +66,28 @@ class MicroBatcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
-    def enqueue(self, x: np.ndarray) -> asyncio.Future[dict[str, np.ndarray]]:
-        """Queue ``x``; the future gets its rows of the outputs (no task per request)."""
+    def enqueue(self, x: np.ndarray, deliver: Deliver) -> None:
+        """Queue ``x``; ``deliver`` gets its rows of the outputs from the batcher's loop (no
+        future or task per request: the server answers straight from the callback)."""
         if self._closing or self._task is None:
             raise RuntimeError("batcher is not running")
-        future: asyncio.Future[dict[str, np.ndarray]] = self._task.get_loop().create_future()
-        self._queue.append(_Item(x, future))
+        self._queue.append(_Item(x, deliver))
         if not self._arrived.is_set():
             self._arrived.set()
-        return future
 
-    async def submit(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return await self.enqueue(x)
+    async def submit(self, x: np.ndarray) -> Outputs:
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+
+        def deliver(result: Outputs | BaseException) -> None:
+            if future.done():  # the caller went away
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self.enqueue(x, deliver)
+        return await future
 
     async def stop(self) -> None:
         """Run what is queued, then stop the worker and its thread."""
@@ -129,13 +146,18 @@ class MicroBatcher:
                     outputs = await loop.run_in_executor(self._executor, self._run, x)
             except Exception as exc:  # the callers answer it; the worker keeps going
                 for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                    _deliver(item, exc)
                 continue
             self._on_batch(len(x), time.perf_counter() - began)
             start = 0
             for item in items:
                 end = start + len(item.x)
-                if not item.future.done():  # a caller may have gone away
-                    item.future.set_result({k: v[start:end] for k, v in outputs.items()})
+                _deliver(item, {k: v[start:end] for k, v in outputs.items()})
                 start = end
+
+
+def _deliver(item: _Item, result: Outputs | BaseException) -> None:
+    try:
+        item.deliver(result)
+    except Exception:  # a broken callback must not stop the batcher for everyone else
+        log.exception("delivering a batch result failed")

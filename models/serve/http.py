@@ -38,6 +38,8 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 #: after refusing a request, how long and how much of its body is read and dropped
 LINGER_S = 5.0
 LINGER_MAX_BYTES = 64 << 20
+#: distinct request heads remembered (parsing is skipped for a head seen before)
+HEAD_CACHE_SIZE = 1024
 #: an RFC 9110 token (method, header name), the whole string
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HTTP_1X = re.compile(r"HTTP/1\.[0-9]\Z")
@@ -327,9 +329,8 @@ class _Connection(asyncio.Protocol):
             if end > limits.max_head_bytes:
                 raise ProtocolError(431, "headers_too_large",
                                     f"request head exceeds {limits.max_head_bytes} bytes")
-            request = parse_head(bytes(buf[:end]))
+            request, length = self.server.read_head(bytes(buf[:end]))
             del buf[:end + 4]
-            length = _framing(request, limits.max_body_bytes)
             self.pending = _Pending(request, length,
                                     _Chunked(limits.max_body_bytes) if length is None else None)
             if (length is None or length > len(buf)) and request.version == "1.1" and \
@@ -453,8 +454,27 @@ class HttpServer:
     in_flight: int = 0
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _heads: dict[bytes, tuple[Request, int | None]] = field(default_factory=dict)
     _server: asyncio.base_events.Server | None = None
     _sweeper: asyncio.Task[None] | None = None
+
+    def read_head(self, head: bytes) -> tuple[Request, int | None]:
+        """The parsed head and its body length (None: chunked), from a cache keyed by the head's
+        bytes: a client sends the same head again and again (only Content-Length varies with
+        the body), and parsing is a pure function of those bytes. Only good heads are cached;
+        the headers dict is shared between requests and must be treated as read-only."""
+        cached = self._heads.get(head)
+        if cached is None:
+            request = parse_head(head)
+            length = _framing(request, self.limits.max_body_bytes)
+            if len(self._heads) >= HEAD_CACHE_SIZE:
+                self._heads.clear()
+            self._heads[head] = (request, length)
+            return Request(request.method, request.path, request.query, request.version,
+                           request.headers), length
+        template, length = cached
+        return Request(template.method, template.path, template.query, template.version,
+                       template.headers), length
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         self.routes.setdefault(path, {})[method] = handler
