@@ -107,3 +107,21 @@ def test_stop_runs_what_is_queued_then_refuses() -> None:
 
     asyncio.run(scenario())
     assert sum(run.batches) == 5
+
+
+def test_a_failing_delivery_callback_does_not_stop_the_batcher() -> None:
+    run = Recorder()
+
+    async def scenario() -> dict[str, np.ndarray]:
+        b = MicroBatcher(run, max_batch_size=8, max_wait_ms=0)
+        b.start()
+
+        def broken(result: object) -> None:
+            raise ValueError("caller bug")
+
+        b.enqueue(rows(0, 1), broken)
+        out = await b.submit(rows(5, 1))  # the batcher still answers the next request
+        await b.stop()
+        return out
+
+    np.testing.assert_array_equal(asyncio.run(scenario())["double"], rows(5, 1) * 2)

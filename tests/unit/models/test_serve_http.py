@@ -962,3 +962,42 @@ def test_reading_counts_connections_between_head_and_body(run: Run) -> None:
             assert server.reading == 0
 
     run(scenario())
+
+
+# ---- the head cache ---------------------------------------------------------------------------
+
+HEAD = b"POST /predict?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 12"
+
+
+def test_a_repeated_head_is_parsed_once_into_distinct_requests() -> None:
+    server = HttpServer()
+    first, length = server.read_head(HEAD)
+    first.body = b"first"
+    second, again = server.read_head(HEAD)
+    assert (length, again) == (12, 12)
+    assert second is not first and second.body == b""  # a request of its own
+    assert (second.method, second.path, second.query, second.version) == (
+        "POST", "/predict", "x=1", "1.1")
+    assert second.headers == {"host": "h", "content-length": "12"}
+    assert list(server._heads) == [HEAD]
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /hello HTTP/2.0",
+    b"POST /predict HTTP/1.1\r\nContent-Length: 99999999",
+    b"POST /predict HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
+])
+def test_a_refused_head_is_refused_again_and_never_cached(head: bytes) -> None:
+    server = HttpServer(Limits(max_body_bytes=1000))
+    for _ in range(2):
+        with pytest.raises(http.ProtocolError):
+            server.read_head(head)
+    assert server._heads == {}
+
+
+def test_the_head_cache_is_bounded() -> None:
+    server = HttpServer()
+    for n in range(http.HEAD_CACHE_SIZE + 5):
+        request, length = server.read_head(b"POST /p HTTP/1.1\r\nContent-Length: %d" % n)
+        assert length == n and request.headers["content-length"] == str(n)
+    assert len(server._heads) <= http.HEAD_CACHE_SIZE
