@@ -1,15 +1,25 @@
 """Shared fixtures. Integration tests get a real local platform started by the same code as
 `suite up`, under its own temporary SUITE_HOME and free ports: a user's platform is never touched.
+
+Platform services run in sessions of their own, so a test session killed before its teardown
+(a timeout's SIGTERM, a SIGKILL) leaves its whole platform running, containers included. Each
+test platform therefore names its owner (the pytest process) in its home, and the next session
+that starts a platform stops those whose owner is gone (:func:`reap_orphaned_platforms`).
 """
 
 from __future__ import annotations
 
+import json
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
+from suite import settings as settings_mod
+from suite.errors import SuiteError
 from suite.platform import manager
 from suite.settings import DEFAULT_PORTS, Settings, child_env
 
@@ -48,10 +58,56 @@ def make_settings(home: Path, workers: int = 2) -> Settings:
     return Settings(home=home, ports=free_ports(), workers=workers)
 
 
+OWNER_FILE = "pytest-owner.json"
+
+
+def claim(home: Path) -> None:
+    """Record this pytest process as the owner of the platform under ``home``."""
+    me = psutil.Process()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / OWNER_FILE).write_text(json.dumps({"pid": me.pid,
+                                               "create_time": me.create_time()}))
+
+
+def _owner_alive(marker: Path) -> bool:
+    try:
+        owner = json.loads(marker.read_text())
+        return abs(psutil.Process(owner["pid"]).create_time() - owner["create_time"]) < 1.0
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+
+
+def reap_orphaned_platforms(root: Path) -> list[Path]:
+    """`suite down` every test platform under ``root``'s sessions whose owner is gone."""
+    reaped: list[Path] = []
+    for pattern in (f"pytest-*/*/{OWNER_FILE}", f"pytest-*/*/*/{OWNER_FILE}"):
+        for marker in root.glob(pattern):
+            if marker.parent.is_symlink() or _owner_alive(marker):
+                continue
+            home = marker.parent
+            try:
+                manager.down(settings_mod.load({"SUITE_HOME": str(home)}))
+            except (SuiteError, OSError) as exc:  # hygiene only: never fail this session
+                warnings.warn(f"could not stop the orphaned test platform {home}: {exc}",
+                              stacklevel=1)
+                continue
+            marker.unlink(missing_ok=True)
+            reaped.append(home)
+    return reaped
+
+
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def orphans_reaped(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Platforms of earlier, killed sessions stopped before this session starts its own."""
+    return reap_orphaned_platforms(tmp_path_factory.getbasetemp().parent)
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory,
+             orphans_reaped: list[Path]) -> Iterator[Settings]:
     """The whole local platform (Vault, Prefect + 2 workers, MLflow, Prometheus, registry)."""
     settings = make_settings(tmp_path_factory.mktemp("suite-home"))
+    claim(settings.home)
     try:
         manager.up(settings)
     except Exception:

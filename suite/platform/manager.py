@@ -151,13 +151,14 @@ def down(
     stopped: list[str] = []
     for service in reversed(services):
         rec = service.record()
-        if rec is None:
-            continue
-        if rec.alive():
+        if rec is not None and rec.alive():
             report(f"stopping {service.name} (pid {rec.pid})")
             service.before_stop()
             process.stop(rec)
             stopped.append(service.name)
+        # also when it was down already: what a crash or an older `down` left behind
+        for line in service.after_stop():
+            report(f"{service.name}: {line}")
         process.record_path(service.run_dir, service.name).unlink(missing_ok=True)
     # workers from an earlier, larger --workers count
     for path in sorted(settings.dir("run").glob("worker-*.json")):

@@ -131,6 +131,10 @@ class Service:
     def before_stop(self) -> None:
         """Work while the service still runs, just before it is stopped (best effort)."""
 
+    def after_stop(self) -> list[str]:
+        """Cleanup once the process is gone (or found dead); returns what it did (best effort)."""
+        return []
+
     def detail(self) -> str:
         return ""
 

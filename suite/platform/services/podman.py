@@ -12,6 +12,10 @@ registry is searched for short names: images come from the local registry or are
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import docker
@@ -19,8 +23,9 @@ import docker.errors
 import docker.models.containers
 import httpx
 
-from suite.errors import ServiceUnavailable
+from suite.errors import MissingBinary, ServiceUnavailable
 from suite.platform.service import Service
+from suite.platform.services.podman_reap import Reaper
 from suite.settings import Settings
 
 PODMAN_HINT = "apt-get install podman buildah runc"
@@ -63,6 +68,11 @@ class PodmanService(Service):
         return f"{self.settings.host}:{self.settings.port('registry')}"
 
     def prepare(self) -> None:
+        """Write the configuration, then clean what a run that died without `down` left."""
+        self._configure()
+        self._reap(stop_running=False)
+
+    def _configure(self) -> None:
         super().prepare()
         state = self.state_dir
         for sub in ("storage", "run", "tmp", "networks", "volumes"):
@@ -116,13 +126,13 @@ insecure = true
         )
         return env
 
+    def _podman(self) -> list[str]:
+        """podman with the service's own flags (with :meth:`env`: the same configuration)."""
+        return [self.binary("podman"), "--runtime", self.binary("runc"),
+                "--cgroup-manager", "cgroupfs"]
+
     def argv(self) -> list[str]:
-        return [
-            self.binary("podman"),
-            "--runtime", self.binary("runc"),
-            "--cgroup-manager", "cgroupfs",
-            "system", "service", "--time=0", self.url,
-        ]
+        return [*self._podman(), "system", "service", "--time=0", self.url]
 
     def healthy(self) -> bool:
         return ping(self.socket)
@@ -151,3 +161,29 @@ insecure = true
             for container in self._release_containers("running"):
                 with contextlib.suppress(docker.errors.APIError):
                     container.stop(timeout=5)
+
+    # conmon outlives `podman system service`: whatever still runs, or died without its
+    # conmon, would keep its mounts under the engine directory (see podman_reap).
+    def after_stop(self) -> list[str]:
+        return self._reap(stop_running=True)
+
+    def _reap(self, *, stop_running: bool) -> list[str]:
+        try:
+            reaper = Reaper(root=self.state_dir.resolve(), podman=self._run_podman,
+                            runc=self.binary("runc"), umount=shutil.which("umount"))
+        except MissingBinary:
+            return []  # no engine was ever started here
+        done = reaper.reap(stop_running=stop_running)
+        self._log(done)
+        return done
+
+    def _run_podman(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self._podman(), *args], env=self.env(), cwd=self.state_dir,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def _log(self, lines: list[str]) -> None:
+        if lines:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            with self.log_path.open("a") as log:
+                log.writelines(f"--- {stamp} engine cleanup: {line}\n" for line in lines)
