@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from suite import audit
+from suite import audit, prefect_http
 from suite.errors import ServiceUnavailable
 from suite.platform import manager
 from suite.settings import PROJECT_DIR, Settings
@@ -49,8 +47,9 @@ def run_deployment(settings: Settings, name: str, parameters: dict[str, Any],
                           tags=["demo"])
     state = run.state.type.value if run.state else "UNKNOWN"  # type: ignore[union-attr]
     result = RunResult(name, str(run.id), state, time.monotonic() - began)  # type: ignore[union-attr]
-    artifacts = httpx.post(f"{settings.prefect_api_url}/artifacts/filter", timeout=10, json={
-        "artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}}).json()
+    found = prefect_http.request(settings.prefect_api_url, "POST", "/artifacts/filter", json={
+        "artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}})
+    artifacts = found.json() if found.status_code == 200 else []  # the summary only loses detail
     for art in artifacts:
         if art.get("key") == "release-report":
             result.outcome = str(art.get("description", "")).rsplit(": ", 1)[-1]

@@ -15,15 +15,24 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
+from suite import prefect_http
 from suite import settings as settings_mod
 from suite.errors import SuiteError
 from suite.platform import manager
 from suite.settings import DEFAULT_PORTS, Settings, child_env
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def prefect_api(api: str, method: str, path: str, *, json: object = None,
+                params: dict[str, str] | None = None) -> httpx.Response:
+    """A raw Prefect API call that rides out SQLite's "database is locked" (503): the
+    platform's workers, scheduler and triggers write at the same time as the tests."""
+    return prefect_http.request(api, method, path, json=json, params=params)
 
 
 def free_port(exclude: set[int] | None = None) -> int:

@@ -22,7 +22,7 @@ from suite.platform import manager, process
 from suite.settings import Settings
 from tasks.release import current_champion
 from tasks.targets.local import LocalTarget
-from tests.conftest import REPO
+from tests.conftest import REPO, prefect_api
 from tests.e2e.conftest import in_thread, release, train
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -122,7 +122,7 @@ def test_marginal_pauses_until_a_human_approves(release_platform: Settings, v1):
     paused = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and paused is None and thread.is_alive():
-        runs = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+        runs = prefect_api(api, "POST", "/flow_runs/filter", json={
             "flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}).json()
         paused = runs[0]["id"] if runs else None
         time.sleep(1)
@@ -161,13 +161,13 @@ def test_rolling_replaces_replicas_without_losing_requests(release_platform: Set
 
 def test_forged_webhook_gets_401_and_starts_nothing(release_platform: Settings, v1):
     api = release_platform.prefect_api_url
-    count = len(httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json())
+    count = len(prefect_api(api, "POST", "/flow_runs/filter", json={}).json())
     body = b'{"ref": "refs/heads/main", "after": "' + b"a" * 40 + b'"}'
     resp = httpx.post(f"{release_platform.url('webhook')}/hooks/github", content=body, headers={
         "X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-Hub-Signature-256": "sha256=" + "0" * 64})
     assert resp.status_code == 401
-    assert len(httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()) == count
+    assert len(prefect_api(api, "POST", "/flow_runs/filter", json={}).json()) == count
 
 
 def test_git_push_releases_on_the_surviving_worker(release_platform: Settings, v1,
@@ -188,14 +188,14 @@ def test_git_push_releases_on_the_surviving_worker(release_platform: Settings, v
                               capture_output=True, text=True)
         assert push.returncode == 0 and "202" in push.stderr, push.stderr
         api = release_platform.prefect_api_url
-        runs = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+        runs = prefect_api(api, "POST", "/flow_runs/filter", json={
             "flows": {"name": {"any_": ["release"]}},
             "flow_runs": {"tags": {"all_": ["git-push"]}}}).json()
         assert len(runs) == 1 and runs[0]["parameters"]["git_sha"] == sha
         deadline = time.monotonic() + 420
         state = runs[0]
         while time.monotonic() < deadline:
-            state = httpx.get(f"{api}/flow_runs/{runs[0]['id']}", timeout=10).json()
+            state = prefect_api(api, "GET", f"/flow_runs/{runs[0]['id']}").json()
             if state["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(2)

@@ -36,7 +36,7 @@ from tasks.train import (
     validate_model,
     validate_task,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, prefect_api
 
 pytestmark = pytest.mark.integration
 NAME = "digits-it"
@@ -64,7 +64,7 @@ def suite_cli(platform: Settings, *args: str) -> tuple[int, str, str]:
 def wait_flow_run(api: str, run_id: str, timeout: float = 240) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        run = prefect_api(api, "GET", f"/flow_runs/{run_id}").json()
         if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return dict(run)
         time.sleep(1)
@@ -92,8 +92,8 @@ def deployed_version(platform: Settings) -> str:
     assert entry["entrypoint"] == "flows/train.py:train"
     assert entry["work_pool"]["name"] == "suite"
     api = platform.prefect_api_url
-    flow = httpx.post(f"{api}/flows/", json={"name": "train"}, timeout=10).json()
-    resp = httpx.post(f"{api}/deployments/", timeout=10, json={
+    flow = prefect_api(api, "POST", "/flows/", json={"name": "train"}).json()
+    resp = prefect_api(api, "POST", "/deployments/", json={
         "name": entry["name"], "flow_id": flow["id"], "work_pool_name": "suite",
         "entrypoint": entry["entrypoint"], "path": str(REPO),
         "parameters": entry["parameters"],
@@ -102,8 +102,8 @@ def deployed_version(platform: Settings) -> str:
         "enforce_parameter_schema": False,
     })
     assert resp.status_code in (200, 201), resp.text
-    resp = httpx.post(f"{api}/deployments/{resp.json()['id']}/create_flow_run", timeout=10,
-                      json={"parameters": {**entry["parameters"], "model_name": NAME,
+    resp = prefect_api(api, "POST", f"/deployments/{resp.json()['id']}/create_flow_run",
+                       json={"parameters": {**entry["parameters"], "model_name": NAME,
                                            "epochs": 15}})
     assert resp.status_code in (200, 201), resp.text
     run = wait_flow_run(api, resp.json()["id"])

@@ -10,14 +10,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 
 from suite import vault
 from suite.platform import manager
 from suite.settings import Settings
-from tests.conftest import free_ports
+from tests.conftest import free_ports, prefect_api
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +38,8 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         vault.put_secret(vault.client(settings), "keep/me", "k", "v1")
         sign_key = vault.root_client(settings).secrets.transit.read_key(name="suite-sign")
         MlflowClient(settings.mlflow_uri).create_registered_model("keep-model")
-        flow = httpx.post(f"{api}/flows/", json={"name": "keep-flow"}, timeout=10).json()
-        dep = httpx.post(f"{api}/deployments/", timeout=10, json={
+        flow = prefect_api(api, "POST", "/flows/", json={"name": "keep-flow"}).json()
+        dep = prefect_api(api, "POST", "/deployments/", json={
             "name": "keep-dep", "flow_id": flow["id"], "work_pool_name": "suite"})
         assert dep.status_code in (200, 201), dep.text
 
@@ -53,7 +52,7 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         again = vault.root_client(settings).secrets.transit.read_key(name="suite-sign")
         assert again["data"]["keys"] == sign_key["data"]["keys"]
         assert MlflowClient(settings.mlflow_uri).get_registered_model("keep-model").name
-        got = httpx.get(f"{api}/deployments/name/keep-flow/keep-dep", timeout=10)
+        got = prefect_api(api, "GET", "/deployments/name/keep-flow/keep-dep")
         assert got.status_code == 200 and got.json()["work_pool_name"] == "suite"
     finally:
         manager.down(settings)

@@ -20,7 +20,7 @@ from suite.webhook.replay import DeliveryLog
 from suite.webhook.server import WebhookApp, make_server
 from suite.webhook.trigger import DeploymentTrigger
 from suite.webhook.verify import hmac_hex
-from tests.conftest import REPO
+from tests.conftest import REPO, prefect_api
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "webhook-probe/probe"
@@ -29,8 +29,8 @@ DEPLOYMENT = "webhook-probe/probe"
 @pytest.fixture(scope="module")
 def probe_deployment(platform: Settings) -> str:
     api = platform.prefect_api_url
-    flow = httpx.post(f"{api}/flows/", json={"name": "webhook-probe"}, timeout=10).json()
-    resp = httpx.post(f"{api}/deployments/", timeout=10, json={
+    flow = prefect_api(api, "POST", "/flows/", json={"name": "webhook-probe"}).json()
+    resp = prefect_api(api, "POST", "/deployments/", json={
         "name": "probe", "flow_id": flow["id"], "work_pool_name": "suite",
         "entrypoint": "tests/integration/probe_flow.py:probe", "path": str(REPO),
         "pull_steps": [{"prefect.deployments.steps.set_working_directory":

@@ -24,7 +24,7 @@ from suite.deployments import deploy
 from suite.platform.services.prefect import WORK_POOL
 from suite.platform.services.webhook import WebhookService
 from suite.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, prefect_api
 from tests.integration.test_webhook import github, payload
 
 pytestmark = pytest.mark.integration
@@ -78,14 +78,7 @@ def _answers(url: str) -> bool:
 
 def prefect(platform: Settings, method: str, path: str, json: object = None,
             params: dict[str, str] | None = None) -> httpx.Response:
-    """A Prefect API call that rides out SQLite's "database is locked" (503), as Prefect's own
-    client does: the platform's workers and scheduler write at the same time."""
-    for delay in (0.5, 1, 2, 3, None):
-        resp = httpx.request(method, f"{platform.prefect_api_url}{path}", json=json,
-                             params=params, timeout=10)
-        if resp.status_code not in (429, 503) or delay is None:
-            break
-        time.sleep(delay)
+    resp = prefect_api(platform.prefect_api_url, method, path, json=json, params=params)
     resp.raise_for_status()
     return resp
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-import httpx
-
+from suite import prefect_http
 from suite.errors import ServiceUnavailable
 from suite.platform.service import Service, http_ok
 from suite.settings import Settings, child_env
@@ -61,7 +60,8 @@ class PrefectServerService(Service):
         return http_ok(self.url + "/api/health")
 
     def after_start(self) -> None:
-        resp = httpx.get(f"{self.settings.prefect_api_url}/work_pools/{WORK_POOL}", timeout=10)
+        resp = prefect_http.request(self.settings.prefect_api_url, "GET",
+                                    f"/work_pools/{WORK_POOL}")
         if resp.status_code == 200:
             return
         result = subprocess.run(
