@@ -7,17 +7,17 @@ forgets the delivery id: the forge's redelivery is then accepted, not refused as
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from suite import prefect_http
 from suite.errors import ServiceUnavailable
 from suite.webhook.events import EVENT, git_push_event, reacting
 from suite.webhook.verify import PushEvent
 
-RETRY_STATUS = (429, 503)
+#: shorter than prefect_http's default: the forge waits for the answer
 RETRY_DELAYS = (0.3, 1.0, 2.0)
 
 
@@ -86,7 +86,7 @@ class EventTrigger:
         body = git_push_event(event)
         api = self.api_url.rstrip("/")
         with httpx.Client(timeout=self.timeout) as http:
-            automations = _call(http, "POST", f"{api}/automations/filter", {})
+            automations = _call(http, "POST", api, "/automations/filter", {})
             try:
                 reactors = reacting(automations, body)
             except ValueError as exc:  # pydantic's ValidationError: our event, their schema
@@ -101,26 +101,24 @@ class EventTrigger:
                     f"nothing; register the release deployment's trigger (prefect.yaml) with "
                     f"`suite deploy`, or use `suite webhook serve --mode deployment`"
                 )
-            _call(http, "POST", f"{api}/events", [body])
+            _call(http, "POST", api, "/events", [body])
         return Started(event_id=body["id"], reactors=tuple(reactors))
 
 
-def _call(http: httpx.Client, method: str, url: str, payload: Any) -> Any:
+def _call(http: httpx.Client, method: str, api: str, path: str, payload: Any) -> Any:
     """One Prefect API call; 429/503 (on SQLite: "database is locked") are retried like
     Prefect's own client does, briefly: a forge waits ~10 s for the answer."""
-    for delay in (*RETRY_DELAYS, None):
-        try:
-            resp = http.request(method, url, json=payload)
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(
-                f"Prefect API {url} does not answer ({type(exc).__name__}: {exc}); "
-                f"is the platform up (`suite status`)?"
-            ) from exc
-        if resp.status_code not in RETRY_STATUS or delay is None:
-            break
-        time.sleep(delay)
+    try:
+        resp = prefect_http.request(api, method, path, json=payload, delays=RETRY_DELAYS,
+                                    client=http)
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(
+            f"Prefect API {api}{path} does not answer ({type(exc).__name__}: {exc}); "
+            f"is the platform up (`suite status`)?"
+        ) from exc
     if resp.status_code >= 400:
         raise ServiceUnavailable(
-            f"Prefect API refused {method} {url}: HTTP {resp.status_code} {resp.text[:300]}"
+            f"Prefect API refused {method} {api}{path}: HTTP {resp.status_code} "
+            f"{resp.text[:300]}"
         )
     return resp.json() if resp.content else None
