@@ -82,8 +82,7 @@ class Handlers:
         state = self.state
         self.inflight += 1
         if state.batcher is None or state.model is None:
-            return self._done(request, error_response(503, "not_ready",
-                                                      f"model is {state.phase}"))
+            return self._done(request, self._not_ready())
         if state.config.faults_enabled:
             return asyncio.ensure_future(self._predict_with_faults(request))
         return self._predict(request)
@@ -103,8 +102,7 @@ class Handlers:
         except BadInput as exc:
             return self._done(request, error_response(exc.status, exc.code, exc.detail))
         except RuntimeError:  # the batcher stopped: shutting down
-            return self._done(request, error_response(503, "not_ready",
-                                                      f"model is {state.phase}"))
+            return self._done(request, self._not_ready())
         return answer
 
     def _outputs(self, request: Request, result: Outputs | BaseException) -> Response:
@@ -127,6 +125,9 @@ class Handlers:
         result = self._predict(request)
         return result if isinstance(result, Response) else await result
 
+    def _not_ready(self) -> Response:
+        return error_response(503, "not_ready", f"model is {self.state.phase}")
+
     def _done(self, request: Request, response: Response) -> Response:
         self.inflight -= 1
         self.metrics.observe_request(response.status, time.perf_counter() - request.received)
@@ -148,7 +149,7 @@ class Handlers:
     def describe(self, request: Request) -> Response:
         state = self.state
         if state.model is None:
-            return error_response(503, "not_ready", f"model is {state.phase}")
+            return self._not_ready()
         return json_response({"model": state.name, "version": state.version,
                               "uri": state.config.model_uri, **state.model.describe(),
                               "max_batch_size": state.config.max_batch_size,

@@ -465,13 +465,11 @@ class HttpServer:
         the headers dict is shared between requests and must be treated as read-only."""
         cached = self._heads.get(head)
         if cached is None:
-            request = parse_head(head)
-            length = _framing(request, self.limits.max_body_bytes)
+            parsed = parse_head(head)
+            cached = (parsed, _framing(parsed, self.limits.max_body_bytes))
             if len(self._heads) >= HEAD_CACHE_SIZE:
                 self._heads.clear()
-            self._heads[head] = (request, length)
-            return Request(request.method, request.path, request.query, request.version,
-                           request.headers), length
+            self._heads[head] = cached
         template, length = cached
         return Request(template.method, template.path, template.query, template.version,
                        template.headers), length

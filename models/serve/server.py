@@ -93,16 +93,12 @@ def event_loop(choice: str) -> Callable[[Coroutine[Any, Any, int]], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_mod.load(argv)
+        runner = event_loop(config.event_loop)
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        runner = event_loop(config.event_loop)
-    except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     try:
         return runner(serve(config))
     except OSError as exc:  # e.g. the port is taken
