@@ -1,0 +1,381 @@
+"""Anytime-valid sequential tests of a canary against its baseline, fed at every scrape.
+
+Re-running a fixed-horizon test while data accrue inflates its false alarms (Netflix measured
+about 70 % of A/A experiments "failing" under continuous Mann-Whitney). These monitors are test
+martingales instead (Lindon, Sanden, Shirikian, KDD 2022; Lindon & Malek, NeurIPS 2022): a
+nonnegative process ``M_t`` with ``E[M_t] <= 1`` under the null, so by Ville's inequality
+``P(sup_t M_t >= 1/alpha) <= alpha`` -- however often it is looked at. The p-value
+``min(1, 1 / max_{s<=t} M_s)`` never increases, and a rejection is final.
+
+Both monitors condition on what carries no information about the effect, which removes every
+nuisance parameter (the traffic split, the overall error rate, the baseline's latency shape):
+
+* ``RateMonitor`` -- canary and baseline events are Poisson processes with intensities
+  ``theta * lambda`` and ``lambda`` per unit of exposure. Given the ``n`` events of one interval,
+  the canary's share is Binomial(n, theta*r / (theta*r + 1)) with ``r`` the interval's exposure
+  ratio canary/baseline. ``M_t`` mixes the likelihood ratio (theta vs 1) over a discrete prior on
+  ``log theta``: a Beta-binomial when ``r`` is constant, exact for any exposure path. (When the
+  events are errors among the requests counted as exposure, the exact law given ``n`` is
+  hypergeometric, which is smaller in convex order than the binomial, so ``M_t`` is then a
+  supermartingale: still valid, slightly conservative.)
+* ``HistogramMonitor`` -- given an interval's events per bucket (both sides pooled) and the
+  canary's total, which of them are the canary's is multivariate hypergeometric under "same
+  distribution", whatever the traffic split or the latency shape. The alternative tilts it
+  (Fisher's noncentral hypergeometric): an event one bucket higher is ``exp(beta)`` times as
+  likely to be the canary's. ``M_t`` mixes over ``beta`` on a grid.
+
+The prior is one-sided for ``increase``/``decrease`` (mass only on a worse canary) and split
+half-half for ``either``. Because the mixture is over a discrete grid, the martingale is exact
+(no integration error). The confidence sequence of the effect is the running intersection of
+``{effect: L_t(effect) > alpha * mixture_t}`` over the grid, widened to the neighbouring grid
+points. Counter resets are the caller's to handle (as Prometheus's ``increase()`` does): a count
+that goes down here is an error, never silently absorbed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import gammaln, logsumexp
+
+from suite.errors import ConfigError
+from tasks.canary.config import Direction
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+#: log rate-ratio grid: ratios 1/1000 .. 1000 (an error rate going 0 -> 5 % is "ratio 1000")
+RATE_GRID = np.linspace(-math.log(1000.0), math.log(1000.0), 553)
+#: tilt per bucket step: odds up to e^5 = 148 that an event one bucket higher is the canary's
+TILT_GRID = np.linspace(-5.0, 5.0, 101)
+_INTEGRAL = 1e-6
+
+
+class InvalidCounts(ConfigError):
+    """Counts that cannot come from counters: negative, decreasing, fractional, mismatched."""
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """One look at a sequential test: everything seen so far and what it says."""
+
+    p_value: float  # anytime-valid, never increases from one update to the next
+    reject: bool  # p_value <= alpha
+    alpha: float
+    statistic: float  # log M_t now (log e-value); p_value = min(1, exp(-max_statistic))
+    max_statistic: float
+    updates: int
+    effect: str  # "rate_ratio" | "bucket_odds_ratio"
+    estimate: float  # maximum-likelihood effect on the grid (nan before any information)
+    confidence_sequence: tuple[float, float]  # of the effect, (1 - alpha), anytime-valid
+    counts: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | str:
+            return x if math.isfinite(x) else str(x)
+
+        return {
+            "p_value": self.p_value, "reject": self.reject, "alpha": self.alpha,
+            "statistic": num(self.statistic), "max_statistic": num(self.max_statistic),
+            "updates": self.updates, "effect": self.effect, "estimate": num(self.estimate),
+            "confidence_sequence": [num(x) for x in self.confidence_sequence],
+            "counts": self.counts, "reason": self.reason,
+        }
+
+
+def _check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ConfigError(f"sequential alpha is {alpha!r} (expected a probability, 0 < alpha < 1)")
+    return float(alpha)
+
+
+def _direction(direction: str) -> Direction:
+    try:
+        return Direction(direction)
+    except ValueError as exc:
+        known = ", ".join(repr(d.value) for d in Direction)
+        problem = f"sequential direction is {direction!r} (expected one of {known})"
+        raise ConfigError(problem) from exc
+
+
+def _log_prior(grid: FloatArray, direction: Direction) -> FloatArray:
+    """Uniform over the grid points on the worse side (both sides, half each, for ``either``)."""
+    worse = {Direction.INCREASE: grid > 0, Direction.DECREASE: grid < 0}.get(direction, grid != 0)
+    if direction == Direction.EITHER:
+        weights = np.where(grid > 0, 0.5 / np.count_nonzero(grid > 0), 0.0)
+        weights += np.where(grid < 0, 0.5 / np.count_nonzero(grid < 0), 0.0)
+    else:
+        weights = np.where(worse, 1.0 / np.count_nonzero(worse), 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(weights)
+
+
+def _count(name: str, value: float, integral: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidCounts(f"{name} is {value!r} (expected a number)")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise InvalidCounts(f"{name} is {value!r} (expected a finite count >= 0)")
+    if integral and abs(value - round(value)) > _INTEGRAL * max(1.0, value):
+        raise InvalidCounts(
+            f"{name} is {value!r} (expected a whole number: pass the raw counter, "
+            "not increase() or rate(), which extrapolate)"
+        )
+    return float(round(value)) if integral else value
+
+
+def _not_decreasing(name: str, before: float, now: float) -> None:
+    if now < before:
+        raise InvalidCounts(
+            f"{name} went down from {before:g} to {now:g} (expected cumulative counts; a counter "
+            "reset must be handled by the caller, e.g. by adding the new value to the last one "
+            "as Prometheus's increase() does)"
+        )
+
+
+class _Mixture:
+    """Running log-likelihood ratios over a grid of effects, their mixture and its maximum."""
+
+    def __init__(self, grid: FloatArray, direction: Direction, alpha: float) -> None:
+        self.grid = grid
+        self.alpha = alpha
+        self.log_prior = _log_prior(grid, direction)
+        self.loglik = np.zeros_like(grid)  # log L_t(effect) - log L_t(no effect)
+        self.statistic = 0.0
+        self.max_statistic = 0.0
+        self.inside = np.ones(grid.shape, dtype=bool)  # running confidence sequence
+        self.informed = False
+        self.updates = 0
+
+    def add(self, loglik: FloatArray | None) -> None:
+        self.updates += 1
+        if loglik is None:
+            return
+        self.informed = True
+        self.loglik = self.loglik + loglik
+        self.statistic = float(logsumexp(self.log_prior + self.loglik))
+        self.max_statistic = max(self.max_statistic, self.statistic)
+        kept = self.loglik > self.statistic + math.log(self.alpha)
+        if np.any(kept & self.inside):  # an empty intersection keeps the last one (prob <= alpha)
+            self.inside &= kept
+
+    @property
+    def p_value(self) -> float:
+        return min(1.0, math.exp(-self.max_statistic))
+
+    def estimate(self) -> float:
+        return float(self.grid[int(np.argmax(self.loglik))]) if self.informed else math.nan
+
+    def bounds(self) -> tuple[float, float]:
+        """Log-scale ends, widened to the grid points just outside (open ends are infinite)."""
+        where = np.flatnonzero(self.inside)
+        low = self.grid[where[0] - 1] if where[0] > 0 else -math.inf
+        high = self.grid[where[-1] + 1] if where[-1] < self.grid.size - 1 else math.inf
+        return float(low), float(high)
+
+
+def _reason(kind: str, mixture: _Mixture, what: str) -> str:
+    p = mixture.p_value
+    if mixture.p_value <= mixture.alpha:
+        return f"{kind}: {what}, p {p:.3g} <= alpha {mixture.alpha:g} (anytime-valid)"
+    return f"{kind}: {what}, p {p:.3g} > alpha {mixture.alpha:g}: no evidence yet"
+
+
+class RateMonitor:
+    """Sequential test of equal event rates per unit of exposure (canary vs baseline)."""
+
+    def __init__(self, alpha: float = 0.01, direction: str = "increase") -> None:
+        self.alpha = _check_alpha(alpha)
+        self.direction = _direction(direction)
+        self._mixture = _Mixture(RATE_GRID, self.direction, self.alpha)
+        self._last = (0.0, 0.0, 0.0, 0.0)
+
+    def update(
+        self,
+        canary_events: float,
+        canary_exposure: float,
+        baseline_events: float,
+        baseline_exposure: float,
+    ) -> SequentialResult:
+        """Take the cumulative counts so far (e.g. 5xx responses and requests of each side)."""
+        names = ("canary_events", "canary_exposure", "baseline_events", "baseline_exposure")
+        raw = (canary_events, canary_exposure, baseline_events, baseline_exposure)
+        c_x, c_e, b_x, b_e = (
+            _count(n, v, integral=n.endswith("events")) for n, v in zip(names, raw, strict=True)
+        )
+        now = (c_x, c_e, b_x, b_e)
+        for name, before, value in zip(names, self._last, now, strict=True):
+            _not_decreasing(name, before, value)
+        dx_c, de_c, dx_b, de_b = (b - a for a, b in zip(self._last, now, strict=True))
+        for side, events, exposure in (("canary", dx_c, de_c), ("baseline", dx_b, de_b)):
+            if events > 0 and exposure == 0:
+                raise InvalidCounts(
+                    f"{side} counted {events:g} events with no new exposure (expected the "
+                    "exposure counter, e.g. requests, to grow with its events)"
+                )
+        self._last = now
+        self._mixture.add(self._loglik(dx_c, de_c, dx_b, de_b))
+        return self.result()
+
+    def _loglik(self, dx_c: float, de_c: float, dx_b: float, de_b: float) -> FloatArray | None:
+        if dx_c + dx_b == 0 or de_c == 0 or de_b == 0:
+            return None  # no events, or one side had no exposure: no information on the ratio
+        log_r = math.log(de_c / de_b)
+        n = dx_c + dx_b
+        grid = self._mixture.grid
+        shares = np.logaddexp(grid + log_r, 0.0) - np.logaddexp(log_r, 0.0)
+        loglik: FloatArray = dx_c * grid - n * shares
+        return loglik
+
+    def result(self) -> SequentialResult:
+        m = self._mixture
+        x_c, e_c, x_b, e_b = self._last
+        low, high = m.bounds()
+        ratio = _observed_ratio(x_c, e_c, x_b, e_b)
+        what = (f"canary {x_c:g}/{e_c:g} vs baseline {x_b:g}/{e_b:g}, "
+                f"rate ratio {ratio:.3g} in [{math.exp(low):.3g}, {math.exp(high):.3g}]")
+        return SequentialResult(
+            p_value=m.p_value, reject=m.p_value <= self.alpha, alpha=self.alpha,
+            statistic=m.statistic, max_statistic=m.max_statistic, updates=m.updates,
+            effect="rate_ratio", estimate=math.exp(m.estimate()) if m.informed else math.nan,
+            confidence_sequence=(math.exp(low), math.exp(high)),
+            counts={"canary_events": x_c, "canary_exposure": e_c,
+                    "baseline_events": x_b, "baseline_exposure": e_b},
+            reason=_reason("rate", m, what),
+        )
+
+
+def _observed_ratio(x_c: float, e_c: float, x_b: float, e_b: float) -> float:
+    if not (e_c and e_b) or not (x_c or x_b):
+        return math.nan
+    return math.inf if x_b == 0 else (x_c / e_c) / (x_b / e_b)
+
+
+def _check_bounds(bounds: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(float(b) for b in bounds)
+    if len(values) < 2 or not math.isinf(values[-1]) or values[-1] < 0:
+        raise ConfigError(
+            f"histogram bounds {list(bounds)!r} (expected the 'le' upper bounds in increasing "
+            "order with +Inf last, at least one finite bound before it)"
+        )
+    if any(math.isnan(v) for v in values) or any(b <= a for a, b in itertools.pairwise(values)):
+        raise ConfigError(f"histogram bounds {list(bounds)!r} are not strictly increasing")
+    return values
+
+
+def tilt_loglik(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
+    """log P_beta(x) / P_0(x) for every beta of ``grid``: the canary's per-bucket counts ``x``
+    given the pooled per-bucket counts ``x + y`` and the canary total (Fisher's noncentral
+    multivariate hypergeometric with odds exp(beta * bucket index) against the central one)."""
+    n = x + y
+    total, m = float(n.sum()), float(x.sum())
+    if m == 0 or m == total:
+        return np.zeros_like(grid)
+    if m > total / 2:  # the baseline's allocation with the tilt reversed: same ratio, fewer terms
+        return tilt_loglik(y, x, -grid)
+    k = np.arange(n.size, dtype=float)
+    used = n > 0
+    m_int = int(m)
+    log_scale = np.zeros_like(grid)
+    poly = np.zeros((grid.size, m_int + 1))
+    poly[:, 0] = 1.0
+    for index, count in zip(k[used], n[used], strict=True):
+        top = int(min(count, m_int))
+        j = np.arange(top + 1, dtype=float)
+        log_row = (gammaln(count + 1) - gammaln(j + 1) - gammaln(count - j + 1))[None, :] + (
+            grid[:, None] * index * j[None, :]
+        )
+        peak = log_row.max(axis=1)
+        row = np.exp(log_row - peak[:, None])
+        grown = np.zeros_like(poly)
+        for step in range(top + 1):
+            grown[:, step:] += row[:, step, None] * poly[:, : m_int + 1 - step]
+        scale = grown.max(axis=1)
+        poly = grown / scale[:, None]
+        log_scale += peak + np.log(scale)
+    log_coefficient = log_scale + np.log(poly[:, m_int])
+    log_central = gammaln(total + 1) - gammaln(m + 1) - gammaln(total - m + 1)
+    loglik: FloatArray = grid * float(k @ x) + log_central - log_coefficient
+    return loglik
+
+
+class HistogramMonitor:
+    """Sequential test that the canary's latency distribution is worse than the baseline's,
+    from Prometheus histogram buckets (``le`` upper bounds, cumulative, +Inf last)."""
+
+    def __init__(
+        self, bounds: Sequence[float], alpha: float = 0.01, direction: str = "increase"
+    ) -> None:
+        self.bounds = _check_bounds(bounds)
+        self.alpha = _check_alpha(alpha)
+        self.direction = _direction(direction)
+        self._mixture = _Mixture(TILT_GRID, self.direction, self.alpha)
+        zero = np.zeros(len(self.bounds))
+        self._last = (zero, zero)
+
+    def _buckets(self, side: str, buckets: Sequence[float]) -> FloatArray:
+        if len(buckets) != len(self.bounds):
+            raise InvalidCounts(
+                f"{side} has {len(buckets)} buckets, the monitor {len(self.bounds)} "
+                f"(bounds {list(self.bounds)}): expected the same 'le' buckets on both sides"
+            )
+        counts = np.array([_count(f"{side} bucket le={b:g}", v, integral=True)
+                           for b, v in zip(self.bounds, buckets, strict=True)])
+        drops = np.flatnonzero(np.diff(counts) < 0)
+        if drops.size:
+            i = int(drops[0])
+            raise InvalidCounts(
+                f"{side} bucket le={self.bounds[i + 1]:g} counts {counts[i + 1]:g} < "
+                f"{counts[i]:g} at le={self.bounds[i]:g} (expected counts cumulative over "
+                "buckets, as Prometheus exposes them)"
+            )
+        return counts
+
+    def update(
+        self, canary_buckets: Sequence[float], baseline_buckets: Sequence[float]
+    ) -> SequentialResult:
+        """Take each side's cumulative bucket counts so far, in the order of ``bounds``."""
+        canary = self._buckets("canary", canary_buckets)
+        baseline = self._buckets("baseline", baseline_buckets)
+        sides = (("canary", self._last[0], canary), ("baseline", self._last[1], baseline))
+        for side, before, now in sides:
+            for bound, a, b in zip(self.bounds, before, now, strict=True):
+                _not_decreasing(f"{side} bucket le={bound:g}", a, b)
+        x = np.diff(canary - self._last[0], prepend=0.0)
+        y = np.diff(baseline - self._last[1], prepend=0.0)
+        if np.any(x < 0) or np.any(y < 0):
+            raise InvalidCounts(
+                "a bucket gained fewer observations than a lower one since the last update "
+                f"(canary {x.tolist()}, baseline {y.tolist()}): expected counts from one histogram"
+            )
+        self._last = (canary, baseline)
+        informed = x.sum() > 0 and y.sum() > 0
+        self._mixture.add(tilt_loglik(x, y, TILT_GRID) if informed else None)
+        return self.result()
+
+    def result(self) -> SequentialResult:
+        m = self._mixture
+        canary, baseline = (np.diff(side, prepend=0.0) for side in self._last)
+        low, high = m.bounds()
+        estimate = math.exp(m.estimate()) if m.informed else math.nan
+        what = (f"canary {canary.sum():g} vs baseline {baseline.sum():g} observations, odds "
+                f"{estimate:.3g} per bucket up in [{math.exp(low):.3g}, {math.exp(high):.3g}]")
+        shares = [
+            {"le": str(b) if math.isinf(b) else b,
+             "canary": c / canary.sum() if canary.sum() else math.nan,
+             "baseline": s / baseline.sum() if baseline.sum() else math.nan}
+            for b, c, s in zip(self.bounds, canary, baseline, strict=True)
+        ]
+        return SequentialResult(
+            p_value=m.p_value, reject=m.p_value <= self.alpha, alpha=self.alpha,
+            statistic=m.statistic, max_statistic=m.max_statistic, updates=m.updates,
+            effect="bucket_odds_ratio", estimate=estimate,
+            confidence_sequence=(math.exp(low), math.exp(high)),
+            counts={"canary": canary.tolist(), "baseline": baseline.tolist(), "shares": shares},
+            reason=_reason("histogram", m, what),
+        )
