@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import expit, gammaln, logsumexp
+from scipy.stats import binom
 
 from suite.errors import ConfigError
 from tasks.canary.config import Direction
@@ -268,39 +269,54 @@ def _check_bounds(bounds: Sequence[float]) -> tuple[float, ...]:
     return values
 
 
+def _saddle(n: FloatArray, scores: FloatArray, m: float) -> FloatArray:
+    """Per row of ``scores`` (beta * bucket index), the shift t with sum_k n_k expit(s + t) = m:
+    the tilted binomials then have mean m, so the DP below works on probabilities near their
+    mode and neither overflows nor loses the coefficient it is after to underflow."""
+    low = -np.abs(scores).max(axis=1) - 60.0
+    high = -low
+    for _ in range(90):  # bisection to below 1e-15 of the bracket: exact enough for a shift
+        mid = (low + high) / 2
+        above = (n * expit(scores + mid[:, None])).sum(axis=1) > m
+        high, low = np.where(above, mid, high), np.where(above, low, mid)
+    centre: FloatArray = (low + high) / 2
+    return centre
+
+
 def tilt_loglik(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
     """log P_beta(x) / P_0(x) for every beta of ``grid``: the canary's per-bucket counts ``x``
     given the pooled per-bucket counts ``x + y`` and the canary total (Fisher's noncentral
-    multivariate hypergeometric with odds exp(beta * bucket index) against the central one)."""
+    multivariate hypergeometric with odds exp(beta * bucket index) against the central one).
+
+    The normaliser is the coefficient of z^m in prod_k (1 + w_k z)^n_k. With z = e^t u it is
+    e^(-t m) prod_k (1 + w_k e^t)^n_k P(S = m), S a sum of Binomial(n_k, expit(log w_k + t)),
+    and P(S = m) is a truncated convolution of binomial probabilities."""
     n = x + y
     total, m = float(n.sum()), float(x.sum())
-    if m == 0 or m == total:
-        return np.zeros_like(grid)
+    if m == 0 or m == total or np.count_nonzero(n) < 2:
+        return np.zeros_like(grid)  # one allocation only, or all in one bucket: no information
     if m > total / 2:  # the baseline's allocation with the tilt reversed: same ratio, fewer terms
         return tilt_loglik(y, x, -grid)
-    k = np.arange(n.size, dtype=float)
     used = n > 0
+    index = np.flatnonzero(used).astype(float)
+    counts = n[used]
+    scores = grid[:, None] * index[None, :]
+    shift = _saddle(counts, scores, m)
     m_int = int(m)
-    log_scale = np.zeros_like(grid)
-    poly = np.zeros((grid.size, m_int + 1))
-    poly[:, 0] = 1.0
-    for index, count in zip(k[used], n[used], strict=True):
+    dist = np.zeros((grid.size, m_int + 1))
+    dist[:, 0] = 1.0
+    for column, count in enumerate(counts):
         top = int(min(count, m_int))
-        j = np.arange(top + 1, dtype=float)
-        log_row = (gammaln(count + 1) - gammaln(j + 1) - gammaln(count - j + 1))[None, :] + (
-            grid[:, None] * index * j[None, :]
-        )
-        peak = log_row.max(axis=1)
-        row = np.exp(log_row - peak[:, None])
-        grown = np.zeros_like(poly)
+        share = expit(scores[:, column] + shift)
+        row = binom.pmf(np.arange(top + 1)[None, :], count, share[:, None])
+        grown = np.zeros_like(dist)
         for step in range(top + 1):
-            grown[:, step:] += row[:, step, None] * poly[:, : m_int + 1 - step]
-        scale = grown.max(axis=1)
-        poly = grown / scale[:, None]
-        log_scale += peak + np.log(scale)
-    log_coefficient = log_scale + np.log(poly[:, m_int])
+            grown[:, step:] += row[:, step, None] * dist[:, : m_int + 1 - step]
+        dist = grown
+    log_norm = (counts * np.logaddexp(0.0, scores + shift[:, None])).sum(axis=1) - shift * m
+    log_coefficient = log_norm + np.log(dist[:, m_int])
     log_central = gammaln(total + 1) - gammaln(m + 1) - gammaln(total - m + 1)
-    loglik: FloatArray = grid * float(k @ x) + log_central - log_coefficient
+    loglik: FloatArray = grid * float(np.arange(n.size) @ x) + log_central - log_coefficient
     return loglik
 
 
@@ -354,7 +370,7 @@ class HistogramMonitor:
                 f"(canary {x.tolist()}, baseline {y.tolist()}): expected counts from one histogram"
             )
         self._last = (canary, baseline)
-        informed = x.sum() > 0 and y.sum() > 0
+        informed = x.sum() > 0 and y.sum() > 0 and np.count_nonzero(x + y) > 1
         self._mixture.add(tilt_loglik(x, y, TILT_GRID) if informed else None)
         return self.result()
 
