@@ -83,6 +83,7 @@ def build(
     tag: str,
     buildargs: Mapping[str, str] | None = None,
     nocache: bool = False,
+    target: str = "",
 ) -> BuildResult:
     """Build ``context`` and tag the result; raise with the engine's last log lines on failure."""
     log: list[str] = []
@@ -90,6 +91,7 @@ def build(
         chunks = engine.api.build(
             path=str(context), dockerfile=dockerfile, tag=tag, buildargs=dict(buildargs or {}),
             rm=True, forcerm=True, decode=True, nocache=nocache, pull=False,
+            **({"target": target} if target else {}),
         )
         errors = _stream_errors(chunks, log)
     except docker.errors.APIError as exc:

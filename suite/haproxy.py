@@ -1,17 +1,37 @@
-"""HAProxy runtime API client (the admin stats socket): weights, addresses and states change
-without a reload. Each call opens the socket, sends one command and reads the answer."""
+"""HAProxy for the local target: per-service backends in the configuration, and the runtime API
+client (the admin stats socket) that adds, re-weights and removes servers without a reload.
+
+Each registered service has a backend ``be_<service>`` (its stable and canary servers, weighted)
+and ``pv_<service>`` (the blue-green preview), chosen by the request's Host header on the release
+and preview addresses. A service's servers are recorded in ``haproxy/routes/<service>.json``
+(atomic): the runtime API applies a change at once, and the configuration, rendered from every
+route file, reproduces it on a restart or reload. Only adding or removing a service reloads
+HAProxy (master-worker with listeners handed to the new worker: no connection is refused).
+"""
 
 from __future__ import annotations
 
+import json
 import socket
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from suite.errors import DeployError, ServiceUnavailable
+from suite.errors import ConfigError, DeployError, ServiceUnavailable
+from suite.platform.files import atomic_write
 
-BACKEND = "app"
-PREVIEW_BACKEND = "preview"
-SLOTS = 4  # server-template size per role
+CHECK = "check inter 1s fall 2 rise 2"
+#: per-server connection cap: a replica is never handed more than this at once (HAProxy queues)
+SERVER_MAXCONN = 256
+
+
+def backend_name(service: str) -> str:
+    """Prometheus' relabelling (``suite/platform/services/prometheus.py``) reads the service
+    back out of this name: keep the two in step."""
+    return f"be_{service}"
+
+
+def preview_backend_name(service: str) -> str:
+    return f"pv_{service}"
 
 
 @dataclass(frozen=True)
@@ -23,6 +43,93 @@ class ServerState:
     weight: int
     admin_state: str  # "ready" | "maint" | "drain"
     op_state: str  # "UP" | "DOWN" | ...
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str  # <role>-<index>-<release tag>, e.g. canary-1-3f9a2c
+    port: int
+    weight: int
+    address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Route:
+    """What HAProxy serves for one service: its host, health check and servers."""
+
+    service: str
+    host: str
+    health_path: str = "/healthz"
+    live: tuple[Server, ...] = ()
+    preview: tuple[Server, ...] = ()
+    version: int = 1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Route:
+        data = json.loads(text)
+        for key in ("live", "preview"):
+            data[key] = tuple(Server(**s) for s in data.get(key, ()))
+        return cls(**data)
+
+
+class RouteStore:
+    """``haproxy/routes/<service>.json``: the durable record of each service's servers."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, service: str) -> Path:
+        return self.folder / f"{service}.json"
+
+    def get(self, service: str) -> Route | None:
+        try:
+            return Route.from_json(self.path(service).read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.path(service)} is not a valid route record ({exc}); "
+                              f"`suite services add` the service again") from exc
+
+    def put(self, route: Route) -> None:
+        atomic_write(self.path(route.service), route.to_json())
+
+    def remove(self, service: str) -> None:
+        self.path(service).unlink(missing_ok=True)
+
+    def all(self) -> list[Route]:
+        found = (self.get(p.stem) for p in sorted(self.folder.glob("*.json"))) \
+            if self.folder.exists() else iter(())
+        return [r for r in found if r is not None]
+
+
+def _server_line(server: Server) -> str:
+    return (f"    server {server.name} {server.address}:{server.port} weight {server.weight} "
+            f"maxconn {SERVER_MAXCONN} {CHECK}")
+
+
+def _backend(name: str, route: Route, servers: tuple[Server, ...]) -> str:
+    lines = [f"backend {name}", "    balance roundrobin",
+             f"    option httpchk GET {route.health_path}", "    http-check expect rstatus ^2"]
+    lines += [_server_line(s) for s in servers]
+    return "\n".join(lines)
+
+
+def render_routes(routes: list[Route]) -> tuple[str, str, str]:
+    """(release frontend rules, preview frontend rules, backends) of every service."""
+    release: list[str] = []
+    preview: list[str] = []
+    backends: list[str] = []
+    for route in sorted(routes, key=lambda r: r.service):
+        be, pv = backend_name(route.service), preview_backend_name(route.service)
+        match = f"{{ req.hdr(host),field(1,:),lower -m str {route.host} }}"
+        release.append(f"    use_backend {be} if {match}")
+        preview.append(f"    use_backend {pv} if {match}")
+        backends.append(_backend(be, route, route.live))
+        backends.append(_backend(pv, route, route.preview))
+    return "\n".join(release), "\n".join(preview), "\n\n".join(backends)
 
 
 class RuntimeApi:
@@ -87,9 +194,26 @@ class RuntimeApi:
                                     admin_state, op))
         return rows
 
-    def save_state(self, path: Path) -> None:
-        """Dump runtime state so a restarted HAProxy keeps addresses and weights."""
-        text = self.command("show servers state")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(path)
+    def backends(self) -> set[str]:
+        return {line.strip() for line in self.command("show backend").splitlines()
+                if line.strip() and not line.startswith("#")}
+
+    def sync(self, backend: str, servers: tuple[Server, ...]) -> None:
+        """Make ``backend`` hold exactly ``servers``: new ones are added (and become healthy
+        through their checks) before old ones are drained and deleted."""
+        present = {s.name for s in self.servers(backend)}
+        for server in servers:
+            if server.name not in present:
+                self.command(f"add server {backend}/{server.name} {server.address}:{server.port} "
+                             f"weight {server.weight} maxconn {SERVER_MAXCONN} {CHECK}")
+                self.command(f"enable health {backend}/{server.name}")
+                self.command(f"enable server {backend}/{server.name}")
+            else:
+                self.set_server(backend, server.name, weight=server.weight)
+        wanted = {s.name for s in servers}
+        for name in sorted(present - wanted):
+            self.command(f"set server {backend}/{name} state maint")
+            self.command(f"shutdown sessions server {backend}/{name}")
+            answer = self.command(f"del server {backend}/{name}")
+            if "deleted" not in answer.lower():
+                raise DeployError(f"HAProxy did not delete {backend}/{name}: {answer}")

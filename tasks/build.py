@@ -26,6 +26,7 @@ from prefect import task
 
 from suite import engine as engine_mod
 from suite.errors import ConfigError
+from suite.services.spec import ServiceSpec
 from suite.settings import Settings
 from tasks.images import base as base_image
 
@@ -65,6 +66,11 @@ class BuildSpec:
     #: extra files for the context: name in context -> file
     extra_files: tuple[tuple[str, Path], ...] = ()
     repository_path: str = field(default="")
+    #: the repository root is the context as it is (its .dockerignore honoured), the Dockerfile
+    #: a path inside it: how a service's own manifest builds (``for_service``)
+    whole_repo: bool = False
+    target: str = ""
+    buildargs: tuple[tuple[str, str], ...] = ()
 
     def repository(self, settings: Settings) -> str:
         path = self.repository_path or f"suite/{self.name}"
@@ -147,6 +153,19 @@ def stage_context(spec: BuildSpec, dest: Path) -> Path:
     return dest
 
 
+def for_service(spec: ServiceSpec, repo_root: Path) -> BuildSpec:
+    """How a service's manifest builds: context = the repository root, its own Dockerfile."""
+    dockerfile = repo_root / spec.build.dockerfile
+    if not dockerfile.is_file():
+        raise ConfigError(f"build.dockerfile: {spec.build.dockerfile!r} does not exist in "
+                          f"{repo_root} (expected a path relative to the repository root)")
+    if repo_root.resolve() not in dockerfile.resolve().parents:
+        raise ConfigError(f"build.dockerfile: {spec.build.dockerfile!r} leaves the repository")
+    return BuildSpec(name=spec.service, dockerfile=dockerfile, lockfile=dockerfile,
+                     sources=(), repo_root=repo_root, whole_repo=True, target=spec.build.target,
+                     buildargs=spec.build.args)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -167,12 +186,20 @@ def build_image(
     base = base_image.ensure_base(settings, engine)
     repository = spec.repository(settings)
     started, began = _now(), time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"build-{spec.name}-") as tmp:
-        context = stage_context(spec, Path(tmp))
+    buildargs = {**dict(spec.buildargs), "BASE_IMAGE": base.local_ref}
+    if spec.whole_repo:
         built = engine_mod.build(
-            engine, context=context, dockerfile=spec.dockerfile.name, tag=f"{repository}:{tag}",
-            buildargs={"BASE_IMAGE": base.local_ref}, nocache=nocache,
+            engine, context=spec.repo_root,
+            dockerfile=str(spec.dockerfile.relative_to(spec.repo_root)),
+            tag=f"{repository}:{tag}", buildargs=buildargs, nocache=nocache, target=spec.target,
         )
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"build-{spec.name}-") as tmp:
+            context = stage_context(spec, Path(tmp))
+            built = engine_mod.build(
+                engine, context=context, dockerfile=spec.dockerfile.name,
+                tag=f"{repository}:{tag}", buildargs=buildargs, nocache=nocache,
+            )
     engine_mod.push(engine, repository, tag)
     digest = engine_mod.registry_digest(repository, tag)
     version: dict[str, Any] = engine.version()

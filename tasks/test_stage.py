@@ -1,4 +1,5 @@
-"""Test stage: run the service's tests with pytest in a subprocess and read its JUnit XML.
+"""Test stage: the service's tests — its manifest's ``test.command`` in a container of the built
+image (no network, no credential), or pytest in a subprocess read through its JUnit XML.
 
 The subprocess keeps the tests' imports, plugins and crashes away from the worker; the JUnit
 file, not pytest's exit code alone, says what ran. No test collected is a failure too: a test
@@ -7,6 +8,7 @@ stage that ran nothing must not let a release through.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import docker.errors
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
@@ -153,4 +157,89 @@ def test_task(
     audit.append(settings, action="stage.test", subject=subject,
                  inputs={"paths": paths, "passed": report.passed, "failed": report.failed,
                          "errors": report.errors}, outcome="ok" if report.ok else "blocked")
+    return enforce(report)
+
+
+_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
+_UNITTEST = re.compile(r"^Ran (\d+) tests?", re.M)
+_UNITTEST_BAD = re.compile(r"FAILED \((.*)\)")
+
+
+def counts_from_output(text: str, exit_code: int) -> tuple[int, int, int, int]:
+    """(passed, failed, errors, skipped) from pytest's or unittest's summary; a command that
+    prints neither counts as one test that passed or failed with its exit code."""
+    found = dict.fromkeys(("passed", "failed", "error", "skipped"), 0)
+    summary = [line for line in text.splitlines() if " in " in line and _COUNTS.search(line)]
+    if summary:
+        for number, kind in _COUNTS.findall(summary[-1]):
+            found[kind.rstrip("s") if kind.startswith("error") else kind] += int(number)
+        return found["passed"], found["failed"], found["error"], found["skipped"]
+    ran = _UNITTEST.findall(text)
+    if ran:
+        total = int(ran[-1])
+        bad = _UNITTEST_BAD.search(text)
+        parts = dict(p.split("=") for p in bad.group(1).split(", ")) if bad else {}
+        failed, errors = int(parts.get("failures", 0)), int(parts.get("errors", 0))
+        skipped = int(parts.get("skipped", 0))
+        return total - failed - errors - skipped, failed, errors, skipped
+    return (1, 0, 0, 0) if exit_code == 0 else (0, 1, 0, 0)
+
+
+def run_in_image(engine: docker.DockerClient, image: str, command: Sequence[str], *,
+                 log_path: Path, timeout_s: float = 600.0, memory_bytes: int = 1024**3) -> TestReport:
+    """``command`` in a throw-away container of the built ``image``: no network, no platform
+    credential, no mount; its output goes to ``log_path``. The exit code decides."""
+    if not command:
+        raise ConfigError("the manifest has no test.command (expected e.g. test: {command: "
+                          "[\"python\", \"-m\", \"pytest\", \"-q\"]})")
+    began = time.monotonic()
+    try:
+        container = engine.containers.run(image, command=list(command), detach=True,
+                                          network_mode="none", mem_limit=memory_bytes,
+                                          pids_limit=512, labels={"suite.role": "test"})
+    except docker.errors.APIError as exc:
+        raise GateBlocked("test", [f"the test container of {image} did not start: "
+                                   f"{exc.explanation or exc}"]) from exc
+    try:
+        try:
+            status = container.wait(timeout=timeout_s)
+            exit_code = int(status.get("StatusCode", 1))
+        except Exception as exc:  # the SDK raises a requests timeout type
+            container.kill()
+            raise GateBlocked("test", [f"tests did not finish within {timeout_s:.0f}s"]) from exc
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(output)
+    passed, failed, errors, skipped = counts_from_output(output, exit_code)
+    failures: tuple[TestFailure, ...] = ()
+    if exit_code != 0:
+        tail = " | ".join(output.strip().splitlines()[-5:])[-300:]
+        failures = (TestFailure(" ".join(command), "failure", f"exit {exit_code}: {tail}"),)
+        failed = max(failed, 1)
+    return TestReport(passed, failed, errors, skipped, str(log_path),
+                      round(time.monotonic() - began, 2), exit_code if exit_code else 0, failures)
+
+
+@task(name="test")
+def container_test_task(image: str, command: list[str], timeout_s: float, subject: str,
+                        settings: Settings | None = None) -> TestReport:
+    """The manifest's test command inside the image: publish, audit, then block on failures."""
+    from suite import audit, engine as engine_mod
+    from suite import settings as settings_mod
+
+    settings = settings or settings_mod.load()
+    log = settings.dir("reports", "tests", f"{subject.replace('/', '_')}.log")
+    report = run_in_image(engine_mod.client(settings), image, command, log_path=log,
+                          timeout_s=timeout_s)
+    create_markdown_artifact(key="test-report", markdown=markdown(report),
+                             description=f"tests of {subject} in its image")
+    audit.append(settings, action="stage.test", subject=subject,
+                 inputs={"command": command, "image": image, "passed": report.passed,
+                         "failed": report.failed, "exit": report.exit_code},
+                 outcome="ok" if report.ok else "blocked")
     return enforce(report)

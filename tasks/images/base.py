@@ -5,6 +5,12 @@ mirror) is imported into the engine as ``localhost/suite-base:bookworm`` and pus
 platform's registry, whose manifest digest is what build provenance records. The rootfs tar
 (~60 s to make) is cached in ``settings.image_cache`` and shared by every home and test run;
 the engine import and push are cached per platform. ``rebuild=True`` makes everything anew.
+
+The image trusts the CA bundle of the machine that built it (``/etc/ssl/certs`` of the host,
+as images behind a corporate TLS proxy do): ``RUN pip install …`` in any service's Dockerfile
+then verifies the package index through this machine's egress, and ``SSL_CERT_FILE``,
+``PIP_CERT`` and ``REQUESTS_CA_BUNDLE`` point every common client at it. The bundle holds
+public certificates only; its digest is recorded, and a changed bundle makes the image anew.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ from suite.settings import Settings
 SUITE = "bookworm"
 LOCAL_REPO = "localhost/suite-base"
 LOCAL_REF = f"{LOCAL_REPO}:{SUITE}"
+RAW_REPO = "localhost/suite-base-rootfs"
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+TRUST_DOCKERFILE = f"""ARG ROOTFS
+FROM ${{ROOTFS}}
+COPY host-ca.crt {CA_PATH}
+ENV SSL_CERT_FILE={CA_PATH} PIP_CERT={CA_PATH} REQUESTS_CA_BUNDLE={CA_PATH}
+"""
 REGISTRY_PATH = "suite/base"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -43,6 +57,7 @@ class BaseImage:
     digest: str
     image_id: str
     created: str
+    trusts: str = ""  # sha256 of the host CA bundle baked in
 
     @property
     def pinned(self) -> str:
@@ -118,8 +133,18 @@ def load_record(settings: Settings) -> BaseImage | None:
         return None
 
 
+def _ca_digest(ca: Path = HOST_CA) -> str:
+    import hashlib
+
+    try:
+        return "sha256:" + hashlib.sha256(ca.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"the host CA bundle {ca} cannot be read ({exc.strerror}): "
+                          f"apt-get install ca-certificates") from exc
+
+
 def _still_valid(settings: Settings, engine: docker.DockerClient, rec: BaseImage) -> bool:
-    if not engine_mod.image_exists(engine, rec.local_ref):
+    if rec.trusts != _ca_digest() or not engine_mod.image_exists(engine, rec.local_ref):
         return False
     repo, tag = engine_mod.split_ref(rec.registry_ref)
     try:
@@ -143,15 +168,22 @@ def ensure_base(
     tar = rootfs_tar(settings)
     if rebuild or not tar.exists():
         make_rootfs(settings, report)
-    report(f"importing {tar} as {LOCAL_REF}")
+    report(f"importing {tar} as {RAW_REPO}:{SUITE}")
     try:
         with open(tar, "rb") as fh:
-            raw = engine.api.import_image_from_data(fh, repository=LOCAL_REPO, tag=SUITE)
+            raw = engine.api.import_image_from_data(fh, repository=RAW_REPO, tag=SUITE)
     except docker.errors.APIError as exc:
         raise ProviderError(f"importing {tar} into the engine failed: {exc}") from exc
-    image_id = _imported_id(raw)
+    engine.images.get(_imported_id(raw)).tag(RAW_REPO, SUITE)  # podman ignores the tag given
+    report(f"adding the host's CA bundle: {LOCAL_REF}")
+    trusts = _ca_digest()
+    with tempfile.TemporaryDirectory(prefix="suite-base-") as tmp:
+        (Path(tmp) / "Dockerfile").write_text(TRUST_DOCKERFILE)
+        shutil.copyfile(HOST_CA, Path(tmp) / "host-ca.crt")
+        built = engine_mod.build(engine, context=Path(tmp), dockerfile="Dockerfile",
+                                 tag=LOCAL_REF, buildargs={"ROOTFS": f"{RAW_REPO}:{SUITE}"})
+    image_id = built.image_id
     image = engine.images.get(image_id)
-    image.tag(LOCAL_REPO, SUITE)  # podman's import ignores the tag it is given
     registry_repo = f"{engine_mod.registry_address(settings)}/{REGISTRY_PATH}"
     image.tag(registry_repo, SUITE)
     report(f"pushing {registry_repo}:{SUITE}")
@@ -162,6 +194,7 @@ def ensure_base(
         digest=engine_mod.registry_digest(registry_repo, SUITE),
         image_id=str(image.id),
         created=datetime.now(UTC).isoformat(),
+        trusts=trusts,
     )
     atomic_write(record_path(settings), json.dumps(asdict(rec), indent=2))
     return rec

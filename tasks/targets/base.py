@@ -27,24 +27,48 @@ class Strategy(StrEnum):
 
 
 @dataclass(frozen=True)
+class Mount:
+    source: str  # host directory
+    target: str  # path in the container
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class Workload:
-    """One version of the service: what to run and how many replicas."""
+    """One version of a service: what to run, how many replicas, with what limits.
+
+    Generic: any image with an HTTP port and a readiness path. Secrets travel as Vault
+    references (``path#key`` per variable) and are read only when a container starts. A model
+    is bound by its adapter (``tasks/deploy.py:bind_model``) as a read-only mount plus
+    environment, for the services that declare ``model:``.
+    """
 
     service: str
     release: str  # release id, unique per run
     version: str  # human label, e.g. the git sha prefix
     image: str  # reference by digest (repo@sha256:...) or tag
-    model_dir: str  # host directory holding model.onnx (mounted read-only)
-    model_name: str
-    model_version: str
+    port: int = 8080
+    readiness: str = "/healthz"
     replicas: int = 1
-    env: tuple[tuple[str, str], ...] = ()  # extra environment, e.g. fault injection
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, str], ...] = ()  # (ENV, "services/<svc>/path#key")
+    mounts: tuple[Mount, ...] = ()
+    memory_bytes: int = 256 * 1024**2
+    cpus: float = 0.5
+    pids: int = 256
+    host: str = ""  # route host
+    model: str = ""  # "name vVERSION" when a model is bound (labels and reports)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.replicas <= 4:
-            raise ConfigError(f"replicas is {self.replicas} (expected 1..4 on the local target)")
+        if not 1 <= self.replicas <= 32:
+            raise ConfigError(f"replicas is {self.replicas} (expected 1..32 on the local target)")
         if not self.service.replace("-", "").isalnum():
             raise ConfigError(f"service name {self.service!r} must be letters, digits and '-'")
+
+    @property
+    def tag(self) -> str:
+        """Short, unique per release: names this version's HAProxy servers."""
+        return self.release.rsplit("-", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,7 @@ class Instance:
     """One running replica."""
 
     container: str
-    slot: str  # HAProxy server name, e.g. stable1
+    slot: str  # HAProxy server name, e.g. stable-1-3f9a2c
     port: int  # host port on 127.0.0.1
     release: str
 

@@ -1,19 +1,35 @@
 """HAProxy: the traffic router of the local deploy target.
 
-Backend ``app`` (release traffic) and ``preview`` (blue-green preview) hold fixed slots made by
-``server-template`` (``stable1..4``, ``canary1..4``, ``preview1..4``), parked in maintenance until
-a release points them at containers through the runtime API: weights and addresses change with
-no reload. A third frontend serves HAProxy's Prometheus exporter. On stop the runtime state is
-saved to ``server-state`` and loaded on the next start, so weights survive a restart.
+The configuration is rendered from the route records of every registered service
+(``suite.haproxy``): per-service backends chosen by Host header on the release and preview
+addresses, an unknown host answered 404 by HAProxy itself, and a third frontend that serves
+HAProxy's Prometheus exporter. :meth:`HaproxyService.reload` re-renders it, checks it with
+``haproxy -c`` and reloads the master (SIGUSR2): the new worker takes over the listeners and the
+old one finishes its requests, so adding or removing a service drops no request of the others.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
-from suite.errors import SuiteError
-from suite.haproxy import BACKEND, PREVIEW_BACKEND, SLOTS, RuntimeApi
+from suite.errors import DeployError, SuiteError
+from suite.haproxy import RouteStore, RuntimeApi, backend_name, render_routes
 from suite.platform.service import Service, http_ok
+
+#: how long a reload may take before it is an error (the new worker must list the backends)
+RELOAD_TIMEOUT = 20.0
+
+
+def _worker_pid(api: RuntimeApi) -> str:
+    for line in api.command("show info").splitlines():
+        if line.startswith("Pid:"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 class HaproxyService(Service):
@@ -27,8 +43,12 @@ class HaproxyService(Service):
         return self.state_dir / "admin.sock"
 
     @property
-    def state_file(self):
-        return self.state_dir / "server-state"
+    def config_path(self) -> Path:
+        return self.state_dir / "haproxy.cfg"
+
+    @property
+    def routes(self) -> RouteStore:
+        return RouteStore(self.state_dir / "routes")
 
     def extra_ports(self) -> list[int]:
         return [self.settings.port("haproxy_preview"), self.settings.port("haproxy_metrics")]
@@ -37,17 +57,14 @@ class HaproxyService(Service):
     def metrics_url(self) -> str:
         return self.settings.url("haproxy_metrics") + "/metrics"
 
-    def prepare(self) -> None:
-        super().prepare()
+    def render(self) -> str:
         host = self.settings.host
-        check = "check inter 1s fall 2 rise 2"
-        slots = f"1-{SLOTS}"
-        if not self.state_file.exists():
-            self.state_file.write_text("1\n# be_id be_name srv_id srv_name\n")
-        (self.state_dir / "haproxy.cfg").write_text(
-            f"""global
-    stats socket {self.admin_socket} mode 600 level admin
-    server-state-file {self.state_file}
+        release, preview, backends = render_routes(self.routes.all())
+        unrouted = ('    http-request return status 404 content-type application/json '
+                    'string "{\\"error\\":\\"no service is routed for this Host header '
+                    '(suite services list)\\"}"')
+        return f"""global
+    stats socket {self.admin_socket} mode 600 level admin expose-fd listeners
     maxconn 4096
 
 defaults
@@ -55,21 +72,25 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout queue 10s
     retries 2
     option redispatch 1
-    # predictions are idempotent: a request whose server died mid-way is retried elsewhere
-    # (a 500 is an answer, not retried: the canary analysis must see it)
-    retry-on conn-failure empty-response response-timeout 502 503 504
+    # a request whose server died before answering is retried elsewhere; a 500 is an answer
+    # and is not retried: the canary analysis must see it
+    retry-on conn-failure empty-response response-timeout
     option http-server-close
-    load-server-state-from-file global
 
 frontend release
     bind {host}:{self.port}
-    default_backend {BACKEND}
+{release}
+    default_backend unrouted
 
 frontend preview
     bind {host}:{self.settings.port("haproxy_preview")}
-    default_backend {PREVIEW_BACKEND}
+{preview}
+    default_backend unrouted
 
 frontend metrics
     bind {host}:{self.settings.port("haproxy_metrics")}
@@ -77,26 +98,53 @@ frontend metrics
     stats enable
     stats uri /stats
 
-backend {BACKEND}
-    balance roundrobin
-    option httpchk GET /healthz
-    server-template stable {slots} 127.0.0.1:9 weight 100 disabled {check}
-    server-template canary {slots} 127.0.0.1:9 weight 0 disabled {check}
+backend unrouted
+{unrouted}
 
-backend {PREVIEW_BACKEND}
-    balance roundrobin
-    option httpchk GET /healthz
-    server-template preview {slots} 127.0.0.1:9 weight 100 disabled {check}
+{backends}
 """
-        )
 
+    def prepare(self) -> None:
+        super().prepare()
+        self.routes.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.render())
         # HAProxy's own exporter is always scraped (per-server responses, weights, status)
         targets = self.settings.dir("prometheus", "targets")
         targets.mkdir(parents=True, exist_ok=True)
         (targets / "haproxy.json").write_text(json.dumps([{
-            "targets": [f"{host}:{self.settings.port('haproxy_metrics')}"],
+            "targets": [f"{self.settings.host}:{self.settings.port('haproxy_metrics')}"],
             "labels": {"job_role": "router"},
         }]))
+
+    def reload(self) -> None:
+        """Render the configuration from the route records, check it, reload the master."""
+        text = self.render()
+        candidate = self.state_dir / "haproxy.cfg.new"
+        candidate.write_text(text)
+        check = subprocess.run([self.binary("haproxy"), "-c", "-q", "-f", str(candidate)],
+                               capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            candidate.unlink(missing_ok=True)
+            raise DeployError(f"the rendered HAProxy configuration is invalid (nothing was "
+                              f"changed): {(check.stderr or check.stdout).strip()[-800:]}")
+        candidate.replace(self.config_path)
+        rec = self.record()
+        if rec is None or not self.status().pid:
+            return  # not running: the next start reads the new file
+        api = RuntimeApi(self.admin_socket, timeout=2)
+        before = _worker_pid(api)
+        os.kill(rec.pid, signal.SIGUSR2)
+        wanted = {backend_name(r.service) for r in self.routes.all()}
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if _worker_pid(api) not in (before, "") and wanted <= api.backends():
+                    return
+            except SuiteError:
+                pass
+            time.sleep(0.1)
+        raise DeployError(f"HAProxy did not reload within {RELOAD_TIMEOUT:.0f}s (see "
+                          f"`suite logs haproxy`)")
 
     def argv(self) -> list[str]:
         # -db: stay in the foreground so the platform tracks the pid; -W: master-worker
@@ -110,12 +158,6 @@ backend {PREVIEW_BACKEND}
         except SuiteError:
             return False
         return True
-
-    def before_stop(self) -> None:
-        try:
-            RuntimeApi(self.admin_socket, timeout=2).save_state(self.state_file)
-        except SuiteError:
-            pass
 
     def detail(self) -> str:
         return f"preview {self.settings.url('haproxy_preview')} · metrics {self.metrics_url}"

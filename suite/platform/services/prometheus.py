@@ -39,6 +39,17 @@ scrape_configs:
     file_sd_configs:
       - files: ["{self.targets_dir}/*.json", "{self.targets_dir}/*.yml"]
         refresh_interval: 5s
+    metric_relabel_configs:
+      # HAProxy's per-server series name the service by backend (be_NAME / pv_NAME) and the
+      # track by server (stable-1-TAG): the built-in `http` analysis selects on these labels
+      - source_labels: [proxy]
+        regex: "(?:be|pv)_(.+)"
+        target_label: service
+        replacement: "$1"
+      - source_labels: [server]
+        regex: "(stable|canary|preview)-.*"
+        target_label: track
+        replacement: "$1"
 """
         )
 

@@ -1,0 +1,1 @@
+"""Services onboarded by teams: the manifest (``spec``) and the registry of services."""
