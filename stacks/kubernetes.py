@@ -1,8 +1,16 @@
-"""Kubernetes program: the model server's stable and canary tracks behind a Gateway API route.
+"""Kubernetes program: one service's stable and canary tracks behind a Gateway API route.
+
+The service is any one with a ``suite.yaml`` (``suite:manifest``) or registered on the platform
+(``suite:service``); the model server is one such service. Everything about the service comes
+from its manifest (``stacks.k8s_config``); one stack renders one service, so each service has
+its own stack (e.g. ``dev-k8s`` for the model server, ``dev-k8s-httpbin``) and releases of
+different services never touch each other's state.
 
 Traffic is split by the HTTPRoute's backend weights, which come from ``suite:canaryWeight``: the
 ``kubernetes`` deploy target moves traffic by changing that value and running ``up``. A default
-deny NetworkPolicy leaves only gateway-to-server ingress and DNS/HTTPS egress.
+deny NetworkPolicy leaves only gateway-to-service ingress and DNS/HTTPS egress (plus the TCP
+ports in ``suite:egressPorts``, e.g. a database). Secrets are referenced by Secret name and key;
+the program never sees a value (see docs/pulumi.md for how the Secrets get into the cluster).
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stacks.components.model_server import SERVICE_PORT, ModelServerTrack
 from stacks.components.pod import PORT_NAME
+from stacks.components.track import SERVICE_PORT, ServiceTrack
 from stacks.k8s_config import KubernetesConfig
 from stacks.tags import RequiredTags
 
@@ -76,7 +84,8 @@ def _network_policies(
                 {"to": [{"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": "kube-system"}}}],
                  "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                {"ports": [{"protocol": "TCP", "port": 443}]},
+                {"ports": [{"protocol": "TCP", "port": port}
+                           for port in (443, *cfg.egress_ports)]},
             ],
         },
         opts=opts,
@@ -108,11 +117,11 @@ def program(cfg: KubernetesConfig, tags: RequiredTags) -> dict[str, Any]:
     )
     after_account = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(
         depends_on=[namespace, account]))
-    stable = ModelServerTrack("stable", cfg, cfg.stable_image,
+    stable = ServiceTrack("stable", cfg, cfg.stable_image,
                               (cfg.min_replicas, cfg.max_replicas), labels, after_account)
     tracks = [stable]
     if cfg.canary_image:
-        tracks.append(ModelServerTrack(
+        tracks.append(ServiceTrack(
             "canary", cfg, cfg.canary_image,
             (cfg.canary_min_replicas, cfg.canary_max_replicas), labels, after_account))
     k8s.apiextensions.CustomResource(
@@ -126,9 +135,13 @@ def program(cfg: KubernetesConfig, tags: RequiredTags) -> dict[str, Any]:
     )
     _network_policies(cfg, labels, in_ns)
     return {
+        "service": cfg.app,
+        "manifestDigest": cfg.spec.digest,
         "namespace": cfg.namespace,
         "services": [t.service_name for t in tracks],
         "route": cfg.app,
+        "hostnames": list(cfg.hostnames),
+        "secretNames": list(cfg.secret_names),
         "weights": cfg.weights,
         "stableImage": cfg.stable_image,
         "canaryImage": cfg.canary_image or "",

@@ -1,8 +1,12 @@
-"""Hardened pod specs for the model server, as plain manifest dicts (camelCase).
+"""Hardened pod specs for one service's track, as plain manifest dicts (camelCase).
 
 Satisfies the Kubernetes "restricted" Pod Security Standard and the CrossGuard pack: non-root
 numeric user, read-only root filesystem (an emptyDir for /tmp), no privilege escalation, every
 capability dropped, RuntimeDefault seccomp, requests and limits, probes, no API token.
+
+What varies by service comes from its manifest: the port, the readiness path, env, secrets (as
+``secretKeyRef`` by Secret name and key: the value never passes through the program or its
+state) and, only for a service that declares ``model:``, the model as a read-only volume.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from typing import Any
 
 from stacks.k8s_config import KubernetesConfig
 
-CONTAINER = "model-server"
 PORT_NAME = "http"
+TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+MODEL_VOLUME = "model"
 
 
 def container_security_context(uid: int) -> dict[str, Any]:
@@ -38,35 +43,71 @@ def pod_security_context(uid: int) -> dict[str, Any]:
     }
 
 
-def _probe(cfg: KubernetesConfig, period: int, failures: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": cfg.health_path, "port": PORT_NAME},
-        "periodSeconds": period,
-        "timeoutSeconds": 2,
-        "failureThreshold": failures,
-    }
+def readiness_probe(cfg: KubernetesConfig) -> dict[str, Any]:
+    """The manifest's readiness path: also what the gateway's endpoints follow."""
+    return {"httpGet": {"path": cfg.health_path, "port": PORT_NAME}, "periodSeconds": 5,
+            "timeoutSeconds": 2, "failureThreshold": 3}
+
+
+def liveness_probe() -> dict[str, Any]:
+    """A TCP check: a draining server answers not-ready, and must not be restarted for it."""
+    return {"tcpSocket": {"port": PORT_NAME}, "initialDelaySeconds": 10, "periodSeconds": 10,
+            "timeoutSeconds": 2, "failureThreshold": 6}
+
+
+def env(cfg: KubernetesConfig, track: str) -> list[dict[str, Any]]:
+    """Platform variables, then the manifest's, the stack's, the secrets' and the model's."""
+    found: list[dict[str, Any]] = [
+        {"name": "PORT", "value": str(cfg.container_port)},
+        {"name": "SUITE_SERVICE", "value": cfg.app},
+        {"name": "SUITE_TRACK", "value": track},
+    ]
+    found += [{"name": key, "value": value} for key, value in cfg.spec.env]
+    found += [{"name": key, "value": value} for key, value in sorted(cfg.extra_env.items())]
+    found += [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
+              for s in cfg.secret_env]
+    model = cfg.spec.model
+    if model is not None:
+        found += [{"name": "SUITE_MODEL_NAME", "value": model.name},
+                  {"name": "SUITE_MODEL_ALIAS", "value": model.alias},
+                  {"name": "SUITE_MODEL_DIR", "value": model.mount}]
+        if cfg.model_version:
+            found.append({"name": "SUITE_MODEL_VERSION", "value": cfg.model_version})
+    return found
+
+
+def volumes(cfg: KubernetesConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, container mounts): /tmp always; the model only when ``model:`` is set."""
+    pod = [dict(TMP_VOLUME)]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - emptyDir
+    if cfg.spec.model is not None and cfg.model_claim:
+        pod.append({"name": MODEL_VOLUME, "persistentVolumeClaim": {
+            "claimName": cfg.model_claim, "readOnly": True}})
+        mounts.append({"name": MODEL_VOLUME, "mountPath": cfg.spec.model.mount,
+                       "readOnly": True})
+    return pod, mounts
 
 
 def container(cfg: KubernetesConfig, track: str, image: str) -> dict[str, Any]:
-    env = [{"name": "SUITE_TRACK", "value": track}]
-    env += [{"name": key, "value": value} for key, value in sorted(cfg.env.items())]
+    _, mounts = volumes(cfg)
     return {
-        "name": CONTAINER,
+        "name": cfg.app,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": PORT_NAME, "containerPort": cfg.container_port, "protocol": "TCP"}],
-        "env": env,
+        "env": env(cfg, track),
         "resources": cfg.resources.as_dict(),
         "securityContext": container_security_context(cfg.run_as_user),
-        "readinessProbe": _probe(cfg, period=5, failures=3),
-        "livenessProbe": {**_probe(cfg, period=10, failures=6), "initialDelaySeconds": 10},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+        "readinessProbe": readiness_probe(cfg),
+        "livenessProbe": liveness_probe(),
+        "volumeMounts": mounts,
     }
 
 
 def pod_template(
     cfg: KubernetesConfig, track: str, image: str, labels: dict[str, str]
 ) -> dict[str, Any]:
+    pod_volumes, _ = volumes(cfg)
     return {
         "metadata": {"labels": {**labels, **cfg.pod_labels}},
         "spec": {
@@ -74,7 +115,7 @@ def pod_template(
             "automountServiceAccountToken": False,
             "securityContext": pod_security_context(cfg.run_as_user),
             "containers": [container(cfg, track, image)],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+            "volumes": pod_volumes,
             "terminationGracePeriodSeconds": 30,
         },
     }

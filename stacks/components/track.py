@@ -1,4 +1,4 @@
-"""One track (stable or canary) of the model server: Deployment, Service, HPA and PDB.
+"""One track (stable or canary) of a service: Deployment, Service, HPA and PDB.
 
 Replicas are left to the HorizontalPodAutoscaler: the Deployment does not set ``spec.replicas``,
 so ``up`` and the nightly drift check never fight the autoscaler.
@@ -15,7 +15,10 @@ from stacks.components.pod import PORT_NAME, pod_template
 from stacks.k8s_config import KubernetesConfig
 
 SERVICE_PORT = 80
-COMPONENT_TYPE = "suite:kubernetes:ModelServerTrack"
+COMPONENT_TYPE = "suite:kubernetes:ServiceTrack"
+#: the type this component had when the program rendered only the model server; aliased so an
+#: existing stack's tracks are adopted in place instead of deleted and re-created
+OLD_COMPONENT_TYPE = "suite:kubernetes:ModelServerTrack"
 
 
 def track_labels(cfg: KubernetesConfig, track: str) -> dict[str, str]:
@@ -23,7 +26,7 @@ def track_labels(cfg: KubernetesConfig, track: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": cfg.app, "track": track}
 
 
-class ModelServerTrack(pulumi.ComponentResource):
+class ServiceTrack(pulumi.ComponentResource):
     """Deployment + Service + HorizontalPodAutoscaler + PodDisruptionBudget of one track."""
 
     service_name: str
@@ -38,7 +41,9 @@ class ModelServerTrack(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         name = f"{cfg.app}-{track}"
-        super().__init__(COMPONENT_TYPE, name, None, opts)
+        aliased = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            aliases=[pulumi.Alias(type_=OLD_COMPONENT_TYPE)]))
+        super().__init__(COMPONENT_TYPE, name, None, aliased)
         # children do not inherit the component's depends_on (e.g. the namespace): pass it on
         waits_for = list(_as_list((opts or pulumi.ResourceOptions()).depends_on))
         child = pulumi.ResourceOptions(parent=self, depends_on=waits_for)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from policies.crossguard.rules import dig
@@ -18,6 +19,11 @@ BASE: dict[str, Any] = {
     "environment": "test",
 }
 DIGEST = "sha256:" + "ab" * 32
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+#: the model server's manifest (a stand-in for the repository root's suite.yaml)
+MODEL_SERVER = str(MANIFESTS / "model-server.yaml")
+#: a plain HTTP service with Vault secrets and no model
+HTTPBIN = str(MANIFESTS / "httpbin.yaml")
 
 
 def reader(**values: Any) -> DictReader:

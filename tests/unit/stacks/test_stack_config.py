@@ -11,7 +11,7 @@ from stacks.config import get_cloud, get_node_pools
 from stacks.k8s_config import load_kubernetes
 from stacks.tags import load_tags
 from suite.errors import ConfigError
-from tests.unit.stacks.helpers import DIGEST, reader
+from tests.unit.stacks.helpers import DIGEST, HTTPBIN, MANIFESTS, MODEL_SERVER, reader
 
 SUBNETS = ["subnet-0abc12345", "subnet-0def67890"]
 IMAGE = "registry.example.com/model-server:1.0.0"
@@ -85,37 +85,81 @@ def test_node_pools_default_to_one_general_pool() -> None:
          "suite:canaryWeight is 10 but suite:canaryImage is not set"),
         ({"stableImage": IMAGE, "canaryImage": IMAGE, "canaryWeight": "101"},
          "suite:canaryWeight is 101 (expected 0..100)"),
-        ({"stableImage": IMAGE, "minReplicas": "4", "maxReplicas": "3"},
-         "suite:minReplicas is 4 but suite:maxReplicas is 3"),
-        ({"stableImage": IMAGE, "containerPort": "80"}, "suite:containerPort is 80"),
+        ({"stableImage": IMAGE, "maxReplicas": "1"},
+         "suite:maxReplicas is 1 but the floor is 2 (expected max >= min)"),
+        ({"stableImage": IMAGE, "canaryMinReplicas": "3", "canaryMaxReplicas": "2"},
+         "suite:canaryMaxReplicas is 2 but the floor is 3"),
         ({"stableImage": IMAGE, "runAsUser": "0"}, "suite:runAsUser is 0"),
-        ({"stableImage": IMAGE, "resources": {"requests": {"cpu": "2", "memory": "1Gi"},
-                                              "limits": {"cpu": "1", "memory": "1Gi"}}},
-         "suite:resources.requests.cpu 2 exceeds limits.cpu 1"),
-        ({"stableImage": IMAGE, "resources": {"requests": {"cpu": "1"},
-                                              "limits": {"cpu": "1", "memory": "1Gi"}}},
-         "suite:resources.requests.memory is not set"),
-        ({"stableImage": IMAGE, "resources": {"requests": {"cpu": "1", "memory": "lots"},
-                                              "limits": {"cpu": "1", "memory": "1Gi"}}},
-         "suite:resources.requests.memory is 'lots'"),
-        ({"stableImage": IMAGE, "healthPath": "health"}, "suite:healthPath is 'health'"),
+        ({"stableImage": IMAGE, "containerPort": "8081"},
+         "suite:containerPort is set, but the service manifest owns it now (expected `port`"),
+        ({"stableImage": IMAGE, "healthPath": "/health"}, "(expected `readiness`"),
+        ({"stableImage": IMAGE, "minReplicas": "2"}, "(expected `replicas`"),
+        ({"stableImage": IMAGE, "appName": "x"}, "(expected `service`"),
+        ({"stableImage": IMAGE, "resources": {"limits": {"cpu": "1"}}},
+         "(expected `resources: {memory, cpus}`"),
+        ({"stableImage": IMAGE, "hostnames": ["Models.Example.com"]},
+         "suite:hostnames[0] is 'Models.Example.com'"),
+        ({"stableImage": IMAGE, "env": {"SERVE_HOST": "::"}},
+         "suite:env.SERVE_HOST is also set by the manifest of 'model-server'"),
+        ({"stableImage": IMAGE, "env": {"SUITE_TRACK": "x"}},
+         "suite:env.SUITE_TRACK is set by the platform"),
+        ({"stableImage": IMAGE, "egressPorts": [5432, 70000]},
+         "suite:egressPorts[1] is 70000 (expected 1..65535)"),
+        ({"stableImage": IMAGE, "modelClaim": "Models"}, "suite:modelClaim is 'Models'"),
+        ({"stableImage": IMAGE, "service": "httpbin"},
+         "suite:service is 'httpbin' but the manifest"),
+        ({"stableImage": IMAGE, "service": "Bad Name"}, "suite:service is 'Bad Name'"),
+        ({"stableImage": IMAGE, "namespace": "Serving"}, "suite:namespace is 'Serving'"),
     ],
 )
 def test_invalid_kubernetes_config_names_the_key(values: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError) as err:
-        load_kubernetes(reader(**values))
+        load_kubernetes(reader(manifest=MODEL_SERVER, **values))
     assert needle in str(err.value)
 
 
+def test_a_model_claim_without_a_model_is_refused() -> None:
+    with pytest.raises(ConfigError, match="suite:modelClaim is set but 'httpbin' declares no "
+                                          "`model:`"):
+        load_kubernetes(reader(manifest=HTTPBIN, stableImage=IMAGE, modelClaim="httpbin-model"))
+
+
+def test_no_service_named_says_which_keys_to_set() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_kubernetes(reader(stableImage=IMAGE))
+    message = str(err.value)
+    assert "suite:manifest and suite:service are not set" in message
+    assert "pulumi config set suite:manifest suite.yaml" in message
+
+
+def test_a_missing_manifest_names_the_path(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_kubernetes(reader(stableImage=IMAGE, manifest=str(tmp_path)))
+    assert "suite:manifest" in str(err.value) and "suite.yaml not found" in str(err.value)
+
+
+def test_an_invalid_manifest_lists_its_problems(tmp_path: Any) -> None:
+    (tmp_path / "suite.yaml").write_text("service: web\nport: eighty\nstrategy: {rolling: {}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_kubernetes(reader(stableImage=IMAGE, manifest=str(tmp_path)))
+    assert "port: 'eighty' is not an integer 1..65535" in str(err.value)
+
+
+def test_relative_manifests_resolve_against_the_given_root() -> None:
+    cfg = load_kubernetes(reader(stableImage=IMAGE, manifest="httpbin.yaml"), root=MANIFESTS)
+    assert cfg.app == "httpbin" and cfg.spec.digest.startswith("sha256:")
+
+
 def test_kubernetes_config_accepts_digests_and_pinned_tags() -> None:
-    cfg = load_kubernetes(reader(stableImage=IMAGE, canaryImage=f"ms@{DIGEST}",
-                                 canaryWeight="30"))
+    cfg = load_kubernetes(reader(manifest=MODEL_SERVER, stableImage=IMAGE,
+                                 canaryImage=f"ms@{DIGEST}", canaryWeight="30"))
     assert cfg.weights == {"stable": 70, "canary": 30}
     assert cfg.canary_image == f"ms@{DIGEST}"
 
 
 def test_registry_with_a_port_is_not_mistaken_for_a_tag() -> None:
     with pytest.raises(ConfigError, match="has no tag or digest"):
-        load_kubernetes(reader(stableImage="127.0.0.1:5000/model-server"))
-    cfg = load_kubernetes(reader(stableImage="127.0.0.1:5000/model-server:2.0"))
+        load_kubernetes(reader(manifest=MODEL_SERVER, stableImage="127.0.0.1:5000/model-server"))
+    cfg = load_kubernetes(reader(manifest=MODEL_SERVER,
+                                 stableImage="127.0.0.1:5000/model-server:2.0"))
     assert cfg.stable_image.endswith(":2.0")
