@@ -47,6 +47,7 @@ def _audit_fn(settings: Settings) -> Callable[[str, str, str, dict[str, Any]], N
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
+    from suite.services.registry import Registry
     from suite.webhook.replay import DeliveryLog
     from suite.webhook.server import WebhookApp, make_server
     from suite.webhook.trigger import DeploymentTrigger, EventTrigger
@@ -54,13 +55,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def secrets(provider: str) -> str:
         return vault.get_secret(vault.client(settings), secret_path(provider), SECRET_KEY)
 
+    registry = Registry(settings)  # read at each request: services are added while it runs
     api = settings.prefect_api_url
     trigger = (EventTrigger(api) if args.mode == "event"
                else DeploymentTrigger(args.deployment, api))
     app = WebhookApp(
         secrets=secrets, trigger=trigger,
         deliveries=DeliveryLog(settings.dir("webhook", "deliveries.json")),
-        branches=args.branch or [], max_body=args.max_body, audit=_audit_fn(settings),
+        registrations=registry.all, branches=args.branch or [], max_body=args.max_body,
+        audit=_audit_fn(settings),
     )
     port = args.port or settings.port("webhook")
     try:
@@ -71,7 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"service uses {settings.port('webhook')}: pass --port for a second receiver"
         ) from exc
     print(f"webhook server on http://{settings.host}:{port}/hooks/{{{','.join(PROVIDERS)}}} "
-          f"-> {args.mode} {args.deployment if args.mode == 'deployment' else ''}", flush=True)
+          f"-> {args.mode} {args.deployment if args.mode == 'deployment' else ''} for the "
+          f"services registered in {registry.folder}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -173,7 +177,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     serve = wsub.add_parser("serve", help="receive GitHub/GitLab/Gitea push events")
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--branch", action="append", default=[],
-                       help="only pushes to matching branches (glob; repeatable; default all)")
+                       help="also require the pushed branch to match (glob; repeatable); a push "
+                            "always releases only the services registered on its branch")
     serve.add_argument("--deployment", default="release/release",
                        help="FLOW/DEPLOYMENT to run (default release/release)")
     serve.add_argument("--mode", choices=["deployment", "event"], default="deployment",

@@ -2,10 +2,14 @@
 
 The release deployment's trigger in ``prefect.yaml`` (``expect: git.push``, ``match:
 prefect.resource.id: git.repo.*``) turns the event into a flow run whose parameters are rendered
-from ``event.payload``. An event nobody reacts to starts nothing, silently; so before emitting,
-the webhook asks Prefect which automations would cover the event, judged by the server's own
-trigger schema (the same ``covers`` the triggers service evaluates), and refuses the delivery
-with a reason when none would.
+from ``event.payload``. One push emits one event per registered service it releases, each naming
+its service (``payload.service``, and a related ``suite.service.NAME`` resource), so the trigger's
+``service: "{{ event.payload.service }}"`` starts one release per service.
+
+An event nobody reacts to starts nothing, silently; so before emitting, the webhook asks Prefect
+which automations would cover the event, judged by the server's own trigger schema (the same
+``covers`` the triggers service evaluates), and refuses the delivery with a reason when none
+would.
 """
 
 from __future__ import annotations
@@ -19,19 +23,21 @@ from suite.webhook.verify import PushEvent
 
 EVENT = "git.push"
 RESOURCE_PREFIX = "git.repo."
+SERVICE_PREFIX = "suite.service."
 
 
-def payload(event: PushEvent) -> dict[str, Any]:
+def payload(event: PushEvent, service: str) -> dict[str, Any]:
     """What the trigger's ``{{ event.payload.* }}`` templates can read."""
     return {
-        "repository": event.repository, "branch": event.branch, "ref": event.ref,
+        "service": service, "repository": event.repository, "branch": event.branch,
+        "ref": event.ref,
         "before": event.before, "after": event.after, "pusher": event.pusher,
         "provider": event.provider, "delivery": event.delivery, "clone_url": event.clone_url,
     }
 
 
 def git_push_event(
-    event: PushEvent, event_id: uuid.UUID | None = None,
+    event: PushEvent, service: str, event_id: uuid.UUID | None = None,
     occurred: datetime.datetime | None = None,
 ) -> dict[str, Any]:
     """The JSON body of one event for ``POST /api/events``."""
@@ -42,8 +48,9 @@ def git_push_event(
         "event": EVENT,
         "resource": {"prefect.resource.id": f"{RESOURCE_PREFIX}{event.repository}",
                      "prefect.resource.name": event.repository},
-        "related": [],
-        "payload": payload(event),
+        "related": [{"prefect.resource.id": f"{SERVICE_PREFIX}{service}",
+                     "prefect.resource.role": "service", "prefect.resource.name": service}],
+        "payload": payload(event, service),
     }
 
 

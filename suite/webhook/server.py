@@ -1,9 +1,17 @@
 """The webhook HTTP server: ``POST /hooks/{github,gitlab,gitea}``, ``GET /healthz``.
 
 Order of checks, so that nothing unauthenticated can start a run or poison the replay log:
-size limit → signature (secret from Vault) → event type → delivery id (replay) → payload →
-branch filter → trigger. Answers are JSON; 202 carries the flow run id (deployment mode) or
-the id of the emitted ``git.push`` event and the automations that react to it (event mode).
+size limit → signature (secret from Vault) → event type → delivery id → payload → registry
+(the repository's registered services, read at each request: services are added while the server
+runs; none → 403) → branch filter (each service's registered branch) → replay claim → trigger.
+
+A repository may host several services: each one on the pushed branch gets its own run. The
+replay log holds ``provider:delivery:service``, so a delivery answered 502 because one service's
+run could not be started is accepted again on redelivery for that service only, while the runs
+it did start are not started twice; a delivery whose every service was claimed is a replay (409).
+
+Answers are JSON; 202 lists one entry per service with its flow run id (deployment mode) or the
+id of its emitted ``git.push`` event and the automations that react to it (event mode).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from suite.errors import SuiteError
+from suite.services.registry import Registration
+from suite.webhook import routing
 from suite.webhook.replay import DeliveryLog
 from suite.webhook.trigger import Started
 from suite.webhook.verify import (
@@ -31,7 +41,8 @@ from suite.webhook.verify import (
     parse_push,
 )
 
-Trigger = Callable[[PushEvent], Started]
+Trigger = Callable[[PushEvent, str], Started]  # (the push, the service it releases)
+Registrations = Callable[[], Sequence[Registration]]
 SecretSource = Callable[[str], str]
 Audit = Callable[[str, str, str, dict[str, Any]], None]
 
@@ -43,6 +54,8 @@ class WebhookApp:
     secrets: SecretSource  # provider -> shared secret (read from Vault)
     trigger: Trigger
     deliveries: DeliveryLog
+    registrations: Registrations  # read at each request (``Registry(settings).all``)
+    #: optional extra restriction on top of each service's registered branch (globs)
     branches: Sequence[str] = ()
     max_body: int = MAX_BODY
     audit: Audit | None = None
@@ -82,23 +95,63 @@ class WebhookApp:
                          "reason": f"event {event_type(provider, headers)!r} is not a push"}
         delivery = delivery_id(provider, headers)
         event = parse_push(provider, delivery, body)
-        if not self.deliveries.claim(f"{provider}:{delivery}"):
-            raise Rejected(409, f"delivery {delivery} was already received (replay refused)")
+        try:
+            matched = routing.registered(event, self.registrations())
+        except (SuiteError, OSError) as exc:
+            return 503, {"error": f"service registry unreadable: {exc}"}
+        if not matched:
+            refusal = routing.unregistered(event)
+            self._audit("webhook.refused", event.repository, "refused",
+                        {"urls": list(event.urls), "branch": event.branch})
+            return 403, refusal
         reason = branch_allowed(event, self.branches)
         if reason:
             self._audit("webhook.ignored", event.repository, "ignored", {"reason": reason})
-            return 200, {"status": "ignored", "reason": reason}
-        try:
-            started = self.trigger(event)
-        except SuiteError as exc:
-            self.deliveries.release(f"{provider}:{delivery}")
-            self._audit("webhook.trigger", event.repository, "error", {"error": str(exc)})
-            return 502, {"error": str(exc)}
-        answer = started.answer()
-        self._audit("webhook.trigger", f"{event.repository}@{event.branch}", answer["status"],
-                    {"sha": event.after, "delivery": delivery,
-                     "run": started.flow_run_id or None, "event": started.event_id or None})
-        return 202, {**answer, "git_sha": event.after, "branch": event.branch}
+            return 200, {"status": "ignored", "reason": reason,
+                         "services": [r.service for r in matched]}
+        plan = routing.route(event, matched)
+        if not plan.start:
+            self._audit("webhook.ignored", event.repository, "ignored", {"reason": plan.reason})
+            return 200, {"status": "ignored", "reason": plan.reason,
+                         "services": [r.service for r in matched]}
+        return self._start(event, plan)
+
+    def _start(self, event: PushEvent, plan: routing.Route) -> tuple[int, dict]:
+        runs: list[dict[str, Any]] = []
+        failed: list[dict[str, str]] = []
+        replayed: list[str] = []
+        for reg in plan.start:
+            key = f"{event.provider}:{event.delivery}:{reg.service}"
+            if not self.deliveries.claim(key):
+                replayed.append(reg.service)
+                continue
+            try:
+                started = self.trigger(event, reg.service)
+            except SuiteError as exc:
+                self.deliveries.release(key)
+                self._audit("webhook.trigger", f"{reg.service}@{event.branch}", "error",
+                            {"error": str(exc), "repository": event.repository})
+                failed.append({"service": reg.service, "error": str(exc)})
+                continue
+            answer = {"service": reg.service, **started.answer()}
+            self._audit("webhook.trigger", f"{reg.service}@{event.branch}", answer["status"],
+                        {"sha": event.after, "delivery": event.delivery,
+                         "repository": event.repository,
+                         "run": started.flow_run_id or None, "event": started.event_id or None})
+            runs.append(answer)
+        summary = {"repository": event.repository, "git_sha": event.after,
+                   "branch": event.branch, "runs": runs,
+                   "ignored": [{"service": s, "reason": r} for s, r in plan.ignored]}
+        if replayed:
+            summary["replayed"] = replayed
+        if failed:
+            return 502, {"error": "; ".join(f"{f['service']}: {f['error']}" for f in failed),
+                         "failed": failed, **summary}
+        if not runs:
+            raise Rejected(409, f"delivery {event.delivery} was already received (replay "
+                                f"refused; services: {', '.join(replayed)})")
+        statuses = {r["status"] for r in runs}
+        return 202, {"status": statuses.pop() if len(statuses) == 1 else "started", **summary}
 
     def _audit(self, action: str, subject: str, outcome: str, inputs: dict[str, Any]) -> None:
         if self.audit is not None:

@@ -1,5 +1,7 @@
-"""What an accepted push does in Prefect: run a deployment (default) or emit a ``git.push`` event
-that a deployment trigger in ``prefect.yaml`` reacts to.
+"""What an accepted push does in Prefect for one registered service: run a deployment (default)
+or emit a ``git.push`` event that a deployment trigger in ``prefect.yaml`` reacts to. The run's
+parameters name the service, not its repository: the release flow reads repository and branch
+from the registry itself.
 
 Both report failure as :class:`~suite.errors.ServiceUnavailable`, so the server answers 502 and
 forgets the delivery id: the forge's redelivery is then accepted, not refused as a replay.
@@ -36,10 +38,11 @@ class Started:
                 "automations": list(self.reactors)}
 
 
-def parameters(event: PushEvent) -> dict[str, Any]:
+def parameters(event: PushEvent, service: str) -> dict[str, Any]:
+    """The release flow's parameters: it reads repository and branch from the registry."""
     return {
+        "service": service,
         "git_sha": event.after,
-        "repository": event.clone_url,
         "triggered_by": f"{event.provider} push by {event.pusher} to "
                         f"{event.repository}@{event.branch} (delivery {event.delivery})",
     }
@@ -55,17 +58,19 @@ class DeploymentTrigger:
     deployment: str
     api_url: str
 
-    def __call__(self, event: PushEvent) -> Started:
+    def __call__(self, event: PushEvent, service: str) -> Started:
         from prefect.deployments import run_deployment
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         try:
             with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-                run = run_deployment(self.deployment, parameters=parameters(event), timeout=0,
-                                     tags=["git-push", event.provider])
+                run = run_deployment(self.deployment, parameters=parameters(event, service),
+                                     timeout=0, tags=["git-push", event.provider,
+                                                      f"service:{service}"])
         except Exception as exc:  # Prefect raises many types: report, do not crash the server
             raise ServiceUnavailable(
-                f"starting deployment {self.deployment!r} failed: {type(exc).__name__}: {exc}"
+                f"starting deployment {self.deployment!r} for service {service!r} failed: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
         return Started(flow_run_id=str(run.id))  # type: ignore[union-attr]
 
@@ -82,8 +87,8 @@ class EventTrigger:
     api_url: str
     timeout: float = 10.0
 
-    def __call__(self, event: PushEvent) -> Started:
-        body = git_push_event(event)
+    def __call__(self, event: PushEvent, service: str) -> Started:
+        body = git_push_event(event, service)
         api = self.api_url.rstrip("/")
         with httpx.Client(timeout=self.timeout) as http:
             automations = _call(http, "POST", api, "/automations/filter", {})
@@ -91,15 +96,16 @@ class EventTrigger:
                 reactors = reacting(automations, body)
             except ValueError as exc:  # pydantic's ValidationError: our event, their schema
                 raise ServiceUnavailable(
-                    f"Prefect's event schema refuses the {EVENT} event of "
-                    f"{event.repository}@{event.branch}: {exc}"
+                    f"Prefect's event schema refuses the {EVENT} event of {service!r} "
+                    f"({event.repository}@{event.branch}): {exc}"
                 ) from exc
             if not reactors:
                 raise ServiceUnavailable(
                     f"no enabled automation of Prefect at {api} reacts to {EVENT} on "
-                    f"{body['resource']['prefect.resource.id']!r}, so the push would start "
-                    f"nothing; register the release deployment's trigger (prefect.yaml) with "
-                    f"`suite deploy`, or use `suite webhook serve --mode deployment`"
+                    f"{body['resource']['prefect.resource.id']!r} (service {service!r}), so the "
+                    f"push would start nothing; register the release deployment's trigger "
+                    f"(prefect.yaml) with `suite deploy`, or use "
+                    f"`suite webhook serve --mode deployment`"
                 )
             _call(http, "POST", api, "/events", [body])
         return Started(event_id=body["id"], reactors=tuple(reactors))

@@ -40,6 +40,9 @@ class PushEvent:
     pusher: str
     deleted: bool
     clone_url: str = ""
+    #: every URL the payload gives for the repository (clone, web, ssh), the first one the
+    #: clone URL: what the registry is searched by
+    urls: tuple[str, ...] = ()
 
 
 def _h(headers: Mapping[str, str], name: str) -> str:
@@ -115,13 +118,35 @@ def parse_push(provider: str, delivery: str, body: bytes) -> PushEvent:
     pusher = (pusher_obj.get("name") or pusher_obj.get("login") or pusher_obj.get("username")
               if isinstance(pusher_obj, dict) else str(pusher_obj)) or "unknown"
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else ""
-    clone_url = (repo.get("clone_url") or repo.get("git_http_url") or ""
-                 if isinstance(repo, dict) else "")
+    urls = repository_urls(data)
     return PushEvent(
         provider=provider, delivery=delivery, repository=str(name), ref=ref, branch=branch,
         before=str(data.get("before") or ""), after=after, pusher=str(pusher),
-        deleted=bool(data.get("deleted")) or after == ZERO_SHA, clone_url=str(clone_url),
+        deleted=bool(data.get("deleted")) or after == ZERO_SHA,
+        clone_url=urls[0] if urls else "", urls=urls,
     )
+
+
+#: where each forge puts the repository's URLs, clone URLs first (GitLab's ``project`` before
+#: its deprecated ``repository``). GitHub and Gitea:
+#: ``repository.{clone_url,html_url,ssh_url,git_url,url}``; GitLab: ``project.{git_http_url,
+#: git_ssh_url,web_url,http_url,ssh_url}`` and the older ``repository.{git_http_url,
+#: git_ssh_url,homepage,url}``.
+URL_KEYS = ("clone_url", "git_http_url", "http_url", "ssh_url", "git_ssh_url", "git_url",
+            "html_url", "web_url", "homepage", "url")
+
+
+def repository_urls(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every distinct repository URL of a push payload, clone URLs first."""
+    sections = [obj for obj in (data.get("project"), data.get("repository"))
+                if isinstance(obj, Mapping)]
+    found: list[str] = []
+    for key in URL_KEYS:
+        for obj in sections:
+            value = obj.get(key)
+            if isinstance(value, str) and value.strip() and value.strip() not in found:
+                found.append(value.strip())
+    return tuple(found)
 
 
 def branch_allowed(event: PushEvent, patterns: Sequence[str]) -> str | None:

@@ -39,13 +39,22 @@ def from_prefect_yaml(**override: Any) -> dict[str, Any]:
 
 
 def test_release_trigger_of_prefect_yaml_covers_the_emitted_event():
-    assert reacting([from_prefect_yaml()], git_push_event(EVENT)) == ["release__automation_1"]
+    body = git_push_event(EVENT, "svc")
+    assert reacting([from_prefect_yaml()], body) == ["release__automation_1"]
 
 
 def test_release_trigger_templates_read_only_payload_keys_the_webhook_sends():
     templates = " ".join(str(v) for v in release_trigger()["parameters"].values())
     keys = set(re.findall(r"event\.payload\.(\w+)", templates))
-    assert keys and keys <= set(payload(EVENT)), keys - set(payload(EVENT))
+    assert keys and keys <= set(payload(EVENT, "svc")), keys - set(payload(EVENT, "svc"))
+
+
+def test_release_trigger_passes_the_service_of_the_event():
+    """The release flow takes a registered service's name and reads repository and branch from
+    the registry: the trigger must hand it ``event.payload.service``."""
+    params = release_trigger()["parameters"]
+    assert params.get("service") == "{{ event.payload.service }}", params
+    assert "repository" not in params, params
 
 
 @pytest.mark.parametrize(
@@ -60,7 +69,7 @@ def test_release_trigger_templates_read_only_payload_keys_the_webhook_sends():
     ],
 )
 def test_no_automation_reacts(case, candidate):
-    assert reacting([candidate], git_push_event(EVENT)) == [], case
+    assert reacting([candidate], git_push_event(EVENT, "svc")) == [], case
 
 
 def test_wildcard_expect_and_compound_triggers_react():
@@ -70,12 +79,23 @@ def test_wildcard_expect_and_compound_triggers_react():
                 "trigger": {"type": "compound", "require": "any", "within": 0, "triggers": [
                     {"type": "event", "posture": "Reactive", "expect": ["git.push"],
                      "match": {"prefect.resource.id": "git.repo.*"}}]}}
-    assert reacting([wildcard, compound], git_push_event(EVENT)) == ["any-git", "compound"]
+    assert reacting([wildcard, compound], git_push_event(EVENT, "svc")) == ["any-git", "compound"]
 
 
-def test_event_body_names_the_repository_and_carries_the_push():
-    body = git_push_event(EVENT)
+def test_event_body_names_the_repository_and_the_service_and_carries_the_push():
+    body = git_push_event(EVENT, "web")
     assert body["event"] == "git.push"
     assert body["resource"]["prefect.resource.id"] == "git.repo.local/svc"
+    assert body["related"] == [{"prefect.resource.id": "suite.service.web",
+                                "prefect.resource.role": "service",
+                                "prefect.resource.name": "web"}]
+    assert body["payload"]["service"] == "web"
     assert body["payload"]["after"] == "b" * 40
     assert body["payload"]["clone_url"] == "file:///srv/git/svc.git"
+
+
+def test_each_service_of_one_push_gets_its_own_event():
+    web, worker = git_push_event(EVENT, "web"), git_push_event(EVENT, "worker")
+    assert web["id"] != worker["id"]
+    assert (web["payload"]["service"], worker["payload"]["service"]) == ("web", "worker")
+    assert reacting([from_prefect_yaml()], worker) == ["release__automation_1"]

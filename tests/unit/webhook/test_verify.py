@@ -13,6 +13,7 @@ from suite.webhook.verify import (
     hmac_hex,
     is_push,
     parse_push,
+    repository_urls,
 )
 
 SECRET = "s3cret"
@@ -81,6 +82,38 @@ def test_parse_push_reads_github_and_gitlab_shapes():
     event = parse_push("gitlab", "d", gitlab.encode())
     assert (event.repository, event.branch, event.after, event.pusher) == ("g/p", "dev", "c" * 40,
                                                                            "bo")
+
+
+@pytest.mark.parametrize(
+    ("data", "urls"),
+    [
+        ({"repository": {"full_name": "acme/svc", "html_url": "https://github.com/acme/svc",
+                         "clone_url": "https://github.com/acme/svc.git",
+                         "ssh_url": "git@github.com:acme/svc.git",
+                         "git_url": "git://github.com/acme/svc.git",
+                         "url": "https://github.com/acme/svc"}},
+         ("https://github.com/acme/svc.git", "git@github.com:acme/svc.git",
+          "git://github.com/acme/svc.git", "https://github.com/acme/svc")),
+        ({"project": {"git_http_url": "https://gl/g/p.git", "git_ssh_url": "git@gl:g/p.git",
+                      "web_url": "https://gl/g/p"},
+          "repository": {"url": "git@gl:g/p.git", "homepage": "https://gl/g/p"}},
+         ("https://gl/g/p.git", "git@gl:g/p.git", "https://gl/g/p")),
+        ({"repository": {"clone_url": "  ", "html_url": 3}}, ()),
+        ({"repository": "acme/svc"}, ()),
+    ],
+    ids=["github", "gitlab", "blank and non-string", "not a mapping"],
+)
+def test_repository_urls_collects_every_form_clone_urls_first(data, urls):
+    assert repository_urls(data) == urls
+
+
+def test_parse_push_keeps_the_clone_url_first():
+    body = json.dumps({"ref": "refs/heads/main", "after": "b" * 40,
+                       "repository": {"html_url": "https://g/a/b",
+                                      "clone_url": "https://g/a/b.git"}}).encode()
+    event = parse_push("gitea", "d", body)
+    assert event.clone_url == "https://g/a/b.git"
+    assert event.urls == ("https://g/a/b.git", "https://g/a/b")
 
 
 @pytest.mark.parametrize(
