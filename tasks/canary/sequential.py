@@ -41,8 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, gammaln, logsumexp
-from scipy.stats import binom
+from scipy.special import expit, gammaln, log_expit
 
 from suite.errors import ConfigError
 from tasks.canary.config import Direction
@@ -50,7 +49,7 @@ from tasks.canary.config import Direction
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 #: log rate-ratio grid: ratios 1/1000 .. 1000 (an error rate going 0 -> 5 % is "ratio 1000")
-RATE_GRID = np.linspace(-math.log(1000.0), math.log(1000.0), 553)
+RATE_GRID = np.linspace(-math.log(1000.0), math.log(1000.0), 277)
 #: tilt per bucket step: odds up to e^5 = 148 that an event one bucket higher is the canary's
 TILT_GRID = np.linspace(-5.0, 5.0, 101)
 _INTEGRAL = 1e-6
@@ -159,7 +158,9 @@ class _Mixture:
             return
         self.informed = True
         self.loglik = self.loglik + loglik
-        self.statistic = float(logsumexp(self.log_prior + self.loglik))
+        terms = self.log_prior + self.loglik
+        peak = float(terms.max())
+        self.statistic = peak + math.log(float(np.exp(terms - peak).sum()))
         self.max_statistic = max(self.max_statistic, self.statistic)
         kept = self.loglik > self.statistic + math.log(self.alpha)
         if np.any(kept & self.inside):  # an empty intersection keeps the last one (prob <= alpha)
@@ -270,17 +271,17 @@ def _check_bounds(bounds: Sequence[float]) -> tuple[float, ...]:
 
 
 def _saddle(n: FloatArray, scores: FloatArray, m: float) -> FloatArray:
-    """Per row of ``scores`` (beta * bucket index), the shift t with sum_k n_k expit(s + t) = m:
-    the tilted binomials then have mean m, so the DP below works on probabilities near their
-    mode and neither overflows nor loses the coefficient it is after to underflow."""
-    low = -np.abs(scores).max(axis=1) - 60.0
-    high = -low
-    for _ in range(90):  # bisection to below 1e-15 of the bracket: exact enough for a shift
-        mid = (low + high) / 2
-        above = (n * expit(scores + mid[:, None])).sum(axis=1) > m
-        high, low = np.where(above, mid, high), np.where(above, low, mid)
-    centre: FloatArray = (low + high) / 2
-    return centre
+    """Per row of ``scores`` (beta * bucket index), about the shift t with
+    sum_k n_k expit(s_k + t) = m: the tilted binomials then have mean m, so the convolution in
+    ``tilt_loglik`` works on probabilities near their mode (no overflow, and the coefficient it
+    is after does not underflow). Any t gives the same exact value; t only conditions it."""
+    total = float(n.sum())
+    shift: FloatArray = math.log(m / (total - m)) - (scores @ n) / total
+    for _ in range(8):
+        share = expit(scores + shift[:, None])
+        slope = np.maximum((n * share * (1 - share)).sum(axis=1), 1e-12)
+        shift = shift - np.clip(((n * share).sum(axis=1) - m) / slope, -4.0, 4.0)
+    return shift
 
 
 def tilt_loglik(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
@@ -307,8 +308,12 @@ def tilt_loglik(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
     dist[:, 0] = 1.0
     for column, count in enumerate(counts):
         top = int(min(count, m_int))
-        share = expit(scores[:, column] + shift)
-        row = binom.pmf(np.arange(top + 1)[None, :], count, share[:, None])
+        j = np.arange(top + 1, dtype=float)
+        logit = (scores[:, column] + shift)[:, None]
+        log_row = (gammaln(count + 1) - gammaln(j + 1) - gammaln(count - j + 1))[None, :] + (
+            j * log_expit(logit) + (count - j) * log_expit(-logit)
+        )
+        row = np.exp(log_row)  # Binomial(count, expit(logit)) probabilities
         grown = np.zeros_like(dist)
         for step in range(top + 1):
             grown[:, step:] += row[:, step, None] * dist[:, : m_int + 1 - step]
@@ -340,8 +345,17 @@ class HistogramMonitor:
                 f"{side} has {len(buckets)} buckets, the monitor {len(self.bounds)} "
                 f"(bounds {list(self.bounds)}): expected the same 'le' buckets on both sides"
             )
-        counts = np.array([_count(f"{side} bucket le={b:g}", v, integral=True)
-                           for b, v in zip(self.bounds, buckets, strict=True)])
+        try:
+            counts = np.asarray(buckets, dtype=float)
+            fine = bool(np.all(np.isfinite(counts)) and np.all(counts >= 0)) and bool(
+                np.all(np.abs(counts - np.round(counts)) <= _INTEGRAL * np.maximum(1.0, counts))
+            )
+        except (TypeError, ValueError):
+            fine = False
+        if not fine:  # find the culprit for the message
+            for bound, value in zip(self.bounds, buckets, strict=True):
+                _count(f"{side} bucket le={bound:g}", value, integral=True)
+        counts = np.round(counts)
         drops = np.flatnonzero(np.diff(counts) < 0)
         if drops.size:
             i = int(drops[0])
@@ -360,8 +374,8 @@ class HistogramMonitor:
         baseline = self._buckets("baseline", baseline_buckets)
         sides = (("canary", self._last[0], canary), ("baseline", self._last[1], baseline))
         for side, before, now in sides:
-            for bound, a, b in zip(self.bounds, before, now, strict=True):
-                _not_decreasing(f"{side} bucket le={bound:g}", a, b)
+            for i in np.flatnonzero(now < before)[:1]:
+                _not_decreasing(f"{side} bucket le={self.bounds[i]:g}", before[i], now[i])
         x = np.diff(canary - self._last[0], prepend=0.0)
         y = np.diff(baseline - self._last[1], prepend=0.0)
         if np.any(x < 0) or np.any(y < 0):
@@ -381,10 +395,11 @@ class HistogramMonitor:
         estimate = math.exp(m.estimate()) if m.informed else math.nan
         what = (f"canary {canary.sum():g} vs baseline {baseline.sum():g} observations, odds "
                 f"{estimate:.3g} per bucket up in [{math.exp(low):.3g}, {math.exp(high):.3g}]")
+        c_total, b_total = float(canary.sum()), float(baseline.sum())
         shares = [
             {"le": str(b) if math.isinf(b) else b,
-             "canary": c / canary.sum() if canary.sum() else math.nan,
-             "baseline": s / baseline.sum() if baseline.sum() else math.nan}
+             "canary": float(c) / c_total if c_total else math.nan,
+             "baseline": float(s) / b_total if b_total else math.nan}
             for b, c, s in zip(self.bounds, canary, baseline, strict=True)
         ]
         return SequentialResult(
