@@ -12,6 +12,8 @@ from tasks.metrics.base import (
     MetricProvider,
     ProviderStatus,
     Samples,
+    SeriesProvider,
+    SeriesValues,
     render_query,
     selector,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "PrometheusProvider",
     "ProviderStatus",
     "Samples",
+    "SeriesProvider",
+    "SeriesValues",
     "get_provider",
     "render_query",
     "selector",

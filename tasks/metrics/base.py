@@ -55,6 +55,28 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class SeriesValues:
+    """Every series of an instant query, each with its labels, or the error. For raw counters
+    (e.g. ``http_requests_total{...}`` without ``sum``/``rate``), so that the caller can see a
+    reset per series, as Prometheus's ``increase()`` does."""
+
+    query: str
+    series: tuple[tuple[tuple[tuple[str, str], ...], float], ...] = ()  # (sorted labels, value)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@runtime_checkable
+class SeriesProvider(Protocol):
+    """Optional capability (sequential tests): the value of every series of a query now."""
+
+    def query_series(self, query: str, at: datetime | None = None) -> SeriesValues: ...
+
+
+@dataclass(frozen=True)
 class ProviderStatus:
     online: bool
     reason: str

@@ -18,7 +18,7 @@ import httpx
 from pydantic import SecretStr
 
 from suite.errors import ConfigError
-from tasks.metrics.base import Measurement, ProviderStatus, Samples
+from tasks.metrics.base import Measurement, ProviderStatus, Samples, SeriesValues
 
 
 class _QueryFailed(Exception):
@@ -144,6 +144,29 @@ class PrometheusProvider:
         except Exception as exc:  # the plugin contract: nothing escapes a query
             problem = f"instant query failed: {type(exc).__name__}: {exc}"
             return Measurement(error=problem, query=query)
+
+    def query_series(self, query: str, at: datetime | None = None) -> SeriesValues:
+        """Every series of an instant vector with its labels (no series: an empty answer)."""
+        params = {"query": query}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        try:
+            data = self._get("/api/v1/query", params)
+            if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+                raise _QueryFailed(f"expected a vector, got {data.get('resultType')!r}")
+            series = tuple(
+                (tuple(sorted((str(k), str(v)) for k, v in item["metric"].items())),
+                 _number(item["value"][1]))
+                for item in data["result"]
+            )
+        except _QueryFailed as exc:
+            return SeriesValues(query=query, error=str(exc))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            return SeriesValues(query=query, error=f"unexpected instant query result: {exc!r}")
+        except Exception as exc:  # the plugin contract: nothing escapes a query
+            problem = f"instant query failed: {type(exc).__name__}: {exc}"
+            return SeriesValues(query=query, error=problem)
+        return SeriesValues(query=query, series=series)
 
     def check_online(self) -> ProviderStatus:
         """Online when the query API evaluates ``vector(1)`` (as Flagger checks)."""
