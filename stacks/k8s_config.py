@@ -43,8 +43,9 @@ MOVED_TO_MANIFEST = {
     "resources": "resources: {memory, cpus}",
     "minReplicas": "replicas",
 }
-#: environment the platform sets on every container (the manifest may not take these over)
-MODEL_ENV = ("SUITE_MODEL_NAME", "SUITE_MODEL_ALIAS", "SUITE_MODEL_DIR", "SUITE_MODEL_VERSION")
+#: environment the model adapter sets when a service declares ``model:`` (as the local target)
+MODEL_ENV = ("MODEL_NAME", "MODEL_VERSION", "MODEL_PATH", "SERVE_MODEL_URI", "SERVE_MODEL_NAME",
+             "SERVE_MODEL_VERSION")
 if TYPE_CHECKING:
     from suite.settings import Settings
 

@@ -55,24 +55,30 @@ def liveness_probe() -> dict[str, Any]:
             "timeoutSeconds": 2, "failureThreshold": 6}
 
 
+def model_env(cfg: KubernetesConfig) -> dict[str, str]:
+    """The model adapter's variables, the same names the local target sets (tasks/deploy.py
+    ``bind_model``): ``SERVE_*`` for the model server, ``MODEL_*`` for any other service."""
+    model = cfg.spec.model
+    if model is None:
+        return {}
+    path = f"{model.mount}/model.onnx"
+    found = {"MODEL_NAME": model.name, "MODEL_PATH": path, "SERVE_MODEL_URI": path,
+             "SERVE_MODEL_NAME": model.name}
+    if cfg.model_version:
+        found |= {"MODEL_VERSION": cfg.model_version, "SERVE_MODEL_VERSION": cfg.model_version}
+    return found
+
+
 def env(cfg: KubernetesConfig, track: str) -> list[dict[str, Any]]:
-    """Platform variables, then the manifest's, the stack's, the secrets' and the model's."""
-    found: list[dict[str, Any]] = [
-        {"name": "PORT", "value": str(cfg.container_port)},
-        {"name": "SUITE_SERVICE", "value": cfg.app},
-        {"name": "SUITE_TRACK", "value": track},
-    ]
-    found += [{"name": key, "value": value} for key, value in cfg.spec.env]
-    found += [{"name": key, "value": value} for key, value in sorted(cfg.extra_env.items())]
+    """Platform variables, then the manifest's (the model adapter's win, as on the local
+    target), the stack's, and the secrets' as references."""
+    values = {"PORT": str(cfg.container_port), "SUITE_SERVICE": cfg.app, "SUITE_TRACK": track}
+    values |= dict(cfg.spec.env)
+    values |= model_env(cfg)
+    values |= dict(sorted(cfg.extra_env.items()))
+    found: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     found += [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
               for s in cfg.secret_env]
-    model = cfg.spec.model
-    if model is not None:
-        found += [{"name": "SUITE_MODEL_NAME", "value": model.name},
-                  {"name": "SUITE_MODEL_ALIAS", "value": model.alias},
-                  {"name": "SUITE_MODEL_DIR", "value": model.mount}]
-        if cfg.model_version:
-            found.append({"name": "SUITE_MODEL_VERSION", "value": cfg.model_version})
     return found
 
 

@@ -26,6 +26,7 @@ from tasks import pulumi_workspace as ws
 
 ROOT = Path(__file__).resolve().parents[2]
 PULUMI = shutil.which("pulumi")
+MODEL_SERVER_MANIFEST = ROOT / "tests" / "unit" / "stacks" / "manifests" / "model-server.yaml"
 needs_cli = pytest.mark.skipif(PULUMI is None, reason=f"needs the Pulumi CLI: {ws.INSTALL_HINT}")
 PASSPHRASE = ws.Secrets(ws.PASSPHRASE_PROVIDER, "test passphrase",
                         {"PULUMI_CONFIG_PASSPHRASE": SecretStr("unit-test-passphrase")})
@@ -450,6 +451,7 @@ def render_request(project: Path, tmp_path: Path, weight: str) -> prov.StackRequ
         backend_url=f"file://{tmp_path / 'state'}",
         config={"suite:owner": "ml-platform", "suite:costCenter": "cc-1",
                 "suite:dataClassification": "internal",
+                "suite:manifest": str(MODEL_SERVER_MANIFEST),
                 "suite:stableImage": "registry.example.com/ms:1.0",
                 "suite:canaryImage": "registry.example.com/ms:1.1",
                 "suite:canaryWeight": weight,

@@ -33,7 +33,14 @@ from policies.crossguard.rules import ResourceView, Violation  # noqa: E402
 from stacks import aws, azure, gcp, kubernetes  # noqa: E402
 from stacks.cloud_config import load_aws, load_azure, load_gcp  # noqa: E402
 from stacks.k8s_config import load_kubernetes  # noqa: E402
-from tests.unit.stacks.helpers import DIGEST, reader, run, tags  # noqa: E402
+from tests.unit.stacks.helpers import (  # noqa: E402
+    DIGEST,
+    HTTPBIN,
+    MODEL_SERVER,
+    reader,
+    run,
+    tags,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of.*:DeprecationWarning")
 OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
@@ -44,8 +51,11 @@ PROGRAMS: dict[str, Callable[[], Any]] = {
     "azure": lambda: azure.program(load_azure(reader()), tags()),
     "gcp": lambda: gcp.program(load_gcp(reader(location="europe-west1")), tags()),
     "kubernetes": lambda: kubernetes.program(load_kubernetes(reader(
-        stableImage="registry.example.com/ms:1.0", canaryImage=f"registry.example.com/ms@{DIGEST}",
-        canaryWeight="10")), tags()),
+        manifest=MODEL_SERVER, stableImage="registry.example.com/ms:1.0",
+        canaryImage=f"registry.example.com/ms@{DIGEST}", canaryWeight="10")), tags()),
+    "kubernetes-httpbin": lambda: kubernetes.program(load_kubernetes(reader(
+        manifest=HTTPBIN, stableImage="registry.example.com/hb:2.0",
+        canaryImage=f"registry.example.com/hb@{DIGEST}", canaryWeight="50")), tags()),
 }
 
 

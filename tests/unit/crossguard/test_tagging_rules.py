@@ -33,7 +33,7 @@ GOOD = {"owner": "ml-platform", "cost-center": "cc-1", "data-classification": "i
         ("kubernetes:core/v1:Service", {"apiVersion": "v1", "metadata": {"name": "x"}},
          "metadata.labels is not set"),
         ("kubernetes:helm.sh/v3:Release", {"chart": "x"}, None),
-        ("suite:kubernetes:ModelServerTrack", {}, None),
+        ("suite:kubernetes:ServiceTrack", {}, None),
     ],
 )
 def test_required_tags(resource_type: str, props: dict[str, Any], expected: str | None) -> None:

@@ -1,4 +1,6 @@
-"""The Kubernetes program rendered to YAML: trivy finds nothing HIGH, the schemas accept it."""
+"""The Kubernetes program rendered to YAML for two services: trivy finds nothing HIGH, the schemas
+accept every object (the model server with its read-only model volume; httpbin with Secret
+references and no model)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from stacks import mocks
 RECORDER = mocks.install()  # mocks before the program is imported
 
 from stacks import render  # noqa: E402
-from tests.unit.stacks.helpers import DIGEST, reader  # noqa: E402
+from tests.unit.stacks.helpers import DIGEST, HTTPBIN, MODEL_SERVER, reader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 TRIVY = shutil.which("trivy") or next(
@@ -61,12 +63,22 @@ HTTPROUTE_SCHEMA: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    out = tmp_path_factory.mktemp("manifests")
-    cfg = reader(stableImage="registry.example.com/suite/model-server:1.4.2",
-                 canaryImage=f"registry.example.com/suite/model-server@{DIGEST}",
-                 canaryWeight="25")
+SERVICES: dict[str, dict[str, Any]] = {
+    "model-server": {"manifest": MODEL_SERVER,
+                     "stableImage": "registry.example.com/suite/model-server:1.4.2",
+                     "canaryImage": f"registry.example.com/suite/model-server@{DIGEST}",
+                     "namespace": "model-serving", "modelVersion": "7"},
+    "httpbin": {"manifest": HTTPBIN, "stableImage": "registry.example.com/teams/httpbin:2.0.1",
+                "canaryImage": f"registry.example.com/teams/httpbin@{DIGEST}",
+                "egressPorts": [5432]},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVICES))
+def rendered(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    out = tmp_path_factory.mktemp(f"manifests-{request.param}")
+    cfg = reader(canaryWeight="25", **SERVICES[request.param])
     return render.render(cfg, out, mocks.install())
 
 
@@ -99,6 +111,24 @@ def test_httproute_matches_the_gateway_api_schema(rendered: list[Path]) -> None:
     assert weights == [75, 25]
 
 
+def test_secrets_are_references_and_the_model_a_read_only_claim(rendered: list[Path]) -> None:
+    documents_ = documents(rendered)
+    assert not any(d["kind"] == "Secret" for d in documents_), "no Secret values rendered"
+    for deployment in (d for d in documents_ if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        refs = [e["valueFrom"]["secretKeyRef"] for e in pod["containers"][0]["env"]
+                if "valueFrom" in e]
+        claims = [v["persistentVolumeClaim"] for v in pod["volumes"]
+                  if "persistentVolumeClaim" in v]
+        if deployment["metadata"]["name"].startswith("httpbin"):
+            assert refs == [{"name": "httpbin-db", "key": "password"},
+                            {"name": "httpbin-upstream-api", "key": "token"}]
+            assert claims == []
+        else:
+            assert refs == []
+            assert claims == [{"claimName": "model-server-model", "readOnly": True}]
+
+
 def test_numbers_are_rendered_as_integers(rendered: list[Path]) -> None:
     deployment = next(d for d in documents(rendered) if d["kind"] == "Deployment")
     port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
@@ -129,7 +159,13 @@ def test_trivy_config_finds_no_high_or_critical_misconfiguration(
 
 
 def test_render_cli_reads_a_stack_file(tmp_path: Path) -> None:
+    stack = yaml.safe_load((ROOT / "Pulumi.dev-k8s.yaml").read_text())
+    stack["config"]["suite:manifest"] = HTTPBIN
+    stack["config"].pop("suite:modelClaim")
+    stack_file = tmp_path / "Pulumi.unit-k8s.yaml"
+    stack_file.write_text(yaml.safe_dump(stack))
     out = tmp_path / "out"
-    assert render.main([str(ROOT / "Pulumi.dev-k8s.yaml"), str(out)]) == 0
+    assert render.main([str(stack_file), str(out)]) == 0
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in out.glob("*.yaml")}
     assert {"Deployment", "HTTPRoute", "NetworkPolicy"} <= kinds
+    assert len(list(out.glob("*-deployment-httpbin-stable.yaml"))) == 1

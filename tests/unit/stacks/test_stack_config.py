@@ -103,6 +103,8 @@ def test_node_pools_default_to_one_general_pool() -> None:
          "suite:env.SERVE_HOST is also set by the manifest of 'model-server'"),
         ({"stableImage": IMAGE, "env": {"SUITE_TRACK": "x"}},
          "suite:env.SUITE_TRACK is set by the platform"),
+        ({"stableImage": IMAGE, "env": {"SERVE_MODEL_URI": "/x"}},
+         "suite:env.SERVE_MODEL_URI is set by the platform"),
         ({"stableImage": IMAGE, "egressPorts": [5432, 70000]},
          "suite:egressPorts[1] is 70000 (expected 1..65535)"),
         ({"stableImage": IMAGE, "modelClaim": "Models"}, "suite:modelClaim is 'Models'"),

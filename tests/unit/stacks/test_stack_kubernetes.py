@@ -227,15 +227,23 @@ def test_the_model_is_mounted_read_only_because_the_manifest_declares_it(
     assert {"name": "model", "mountPath": "/model", "readOnly": True} in (
         pod["containers"][0]["volumeMounts"]), deployment.urn
     env = env_of(pod["containers"][0])
-    assert (env["SUITE_MODEL_NAME"], env["SUITE_MODEL_ALIAS"], env["SUITE_MODEL_DIR"]) == (
-        "digits", "challenger", "/model")
+    # the same variables the local target's model adapter sets
+    assert (env["SERVE_MODEL_URI"], env["SERVE_MODEL_NAME"], env["MODEL_PATH"]) == (
+        "/model/model.onnx", "digits", "/model/model.onnx")
+    assert "SERVE_MODEL_VERSION" not in env, "no suite:modelVersion given"
+
+
+def test_the_model_version_is_passed_when_the_stack_names_it() -> None:
+    stack = program(modelVersion="7")
+    env = env_of(container_of(stack, "model-server-stable"))
+    assert (env["MODEL_VERSION"], env["SERVE_MODEL_VERSION"]) == ("7", "7")
 
 
 def test_env_is_the_platforms_then_the_manifests(canary: mocks.Recorder) -> None:
     env = env_of(container_of(canary, "model-server-canary"))
     assert env["PORT"] == "8080" and env["SUITE_SERVICE"] == "model-server"
     assert env["SUITE_TRACK"] == "canary"
-    assert env["SERVE_MODEL_URI"] == "/model/model.onnx" and env["SERVE_HOST"] == "0.0.0.0"
+    assert env["SERVE_HOST"] == "0.0.0.0"
 
 
 def test_autoscalers_and_disruption_budgets_per_track(canary: mocks.Recorder) -> None:
@@ -308,7 +316,8 @@ def test_a_service_without_a_model_gets_no_model_volume(httpbin: mocks.Recorder)
         pod = deployment.inputs["spec"]["template"]["spec"]
         assert [v["name"] for v in pod["volumes"]] == ["tmp"], deployment.urn
         assert [m["name"] for m in pod["containers"][0]["volumeMounts"]] == ["tmp"]
-        assert not any(k.startswith("SUITE_MODEL") for k in env_of(pod["containers"][0]))
+        env = env_of(pod["containers"][0])
+        assert not {"MODEL_PATH", "SERVE_MODEL_URI"} & set(env), deployment.urn
 
 
 def test_httpbin_defaults_namespace_account_and_host_to_its_name(httpbin: mocks.Recorder) -> None:
