@@ -1,35 +1,41 @@
-"""Flow ``release``: build → scan → test → provision → deploy → canary steps → promote or roll back.
+"""Flow ``release``: plan → build → scan → test → provision → deploy by the manifest's strategy
+→ promote or roll back → (services with a model) move ``champion``.
 
-Wiring only: every stage is a task in ``tasks/``. The deploy tasks run inside a Prefect
-transaction whose rollback hooks send all traffic back to stable if anything after them fails.
-A MARGINAL step pauses the run for a human (approve / roll back, with reason; timeout rolls
-back); FAIL and ERROR roll back at once. Every stage is audited and the run ends with a report.
+Wiring only: every stage is a task in ``tasks/``. The service is a registered name; its
+repository, branch and manifest (``suite.yaml`` at the commit) say what to build and how to roll
+out. One release per service at a time (the Prefect concurrency limit ``release-<service>``);
+different services release side by side on the work pool's workers. The deploy tasks run inside
+a Prefect transaction whose rollback hooks send all traffic back to stable if anything after
+them fails. Every stage is audited and the run ends with a report.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
 from policies.release import load as load_policy
 from suite import settings as settings_mod
 from suite.errors import ConfigError
-from suite.load import LoadGenerator, default_rows
-from tasks.build import BuildSpec, build_task
+from suite.load import LoadGenerator
+from suite.services.onboard import concurrency_limit, ensure_concurrency_limit
+from suite.services.spec import StrategyKind
+from tasks.build import build_task, for_service
+from tasks.control import Active, Releases
 from tasks.deploy import (
-    deploy_canary_task,
-    deploy_preview_task,
-    deploy_stable_task,
+    bind_model,
     fetch_model,
     finalize_task,
     new_release_id,
-    promote_task,
     resolve_model_version,
-    workload,
+    workload_for,
 )
+from tasks.plan import plan_task
 from tasks.release import (
     audit_task,
     current_champion,
@@ -38,128 +44,126 @@ from tasks.release import (
     stage,
 )
 from tasks.report import ReleaseRecord, report_task
-from tasks.rollout import RolledBack, canary_steps, load_stage, stable_missing
+from tasks.rollout import STRATEGIES, RolledBack, Rollout, first, load_stage, stable_missing
 from tasks.scan import scan_task
-from tasks.smoke import smoke_task
-from tasks.source import checkout_task
-from tasks.targets.base import Strategy
-from tasks.test_stage import test_task
+from tasks.test_stage import container_test_task
 
-PROJECT = Path(__file__).resolve().parents[1]
-#: the model server's own tests: what the test stage runs by default
-SERVICE_TESTS = ["tests/unit/models/test_serve_app.py", "tests/unit/models/test_serve_inputs.py",
-                 "tests/unit/models/test_serve_batcher.py",
-                 "tests/unit/models/test_serve_config.py"]
+TARGETS = ("local",)
 
 
 @flow(name="release", log_prints=True)
 def release(
+    service: str,
     git_sha: str = "",
-    repository: str = "",
-    service: str = "model-server",
-    model_name: str = "digits",
+    strategy: StrategyKind | None = None,
+    replicas: int | None = None,
     model_version: str = "",
-    strategy: Strategy = Strategy.CANARY,
-    target: str = "local",
-    replicas: int = 2,
-    policy_path: str = "policies/release.yaml",
-    analysis_template: str = "policies/canary-model-server.yaml",
-    test_paths: list[str] | None = None,
+    env: dict[str, str] | None = None,
     synthetic_load_rps: float = 0.0,
-    fault_latency_ms: float = 0.0,
-    fault_error_ratio: float = 0.0,
+    target: str = "local",
     triggered_by: str = "manual",
 ) -> dict[str, object]:
-    """Release ``service`` built from ``git_sha`` with model ``model_name`` (default: its
-    ``challenger``, else ``champion``).
+    """Release the registered ``service`` at ``git_sha`` (default: its branch's head).
 
-    ``repository``: a git URL or path to build from (default: this project's checkout).
-    ``synthetic_load_rps``: steady predictions sent by the flow itself during the rollout, for
-    environments without real traffic (demo, tests). ``fault_*``: FAULT INJECTION into the new
-    version (demos and tests of the rollback path); 0 = off.
+    Overrides of the manifest for this run: ``strategy`` (canary | blueGreen | rolling),
+    ``replicas``, ``model_version`` (default: the manifest's alias), ``env`` (added to the
+    manifest's environment: fault injection in demos and tests). ``synthetic_load_rps``: GETs
+    sent through the router by the flow itself during the rollout, for environments without real
+    traffic (demo, tests).
     """
-    log = get_run_logger()
     settings = settings_mod.load()
-    policy = load_policy(PROJECT / policy_path)
-    strategy = Strategy(strategy)
-    rec = ReleaseRecord(release="", service=service, strategy=strategy.value, target=target,
+    if target not in TARGETS:
+        raise ConfigError(f"target {target!r}: the release flow drives {', '.join(TARGETS)}; "
+                          f"provision Kubernetes with the `provision` flow (Pulumi)")
+    ensure_concurrency_limit(settings, service)
+    print(f"waiting for the release slot of {service} (concurrency limit "
+          f"{concurrency_limit(service)!r}: one release per service at a time)")
+    with concurrency(concurrency_limit(service), occupy=1, strict=True):
+        return _release(settings, service, git_sha, strategy, replicas, model_version,
+                        env or {}, synthetic_load_rps, target, triggered_by)
+
+
+def _release(settings: settings_mod.Settings, service: str, git_sha: str,
+             strategy: StrategyKind | None, replicas: int | None, model_version: str,
+             env: dict[str, str], synthetic_load_rps: float, target: str,
+             triggered_by: str) -> dict[str, object]:
+    log = get_run_logger()
+    policy = load_policy()
+    rec = ReleaseRecord(release="", service=service, strategy="", target=target,
                         triggered_by=triggered_by)
+    releases = Releases(settings)
     load: LoadGenerator | None = None
     try:
-        with stage(rec, "checkout"):
-            src, sha = checkout_task(settings, repository, git_sha)
-        rec.git_sha, rec.release = sha, new_release_id(sha)
+        with stage(rec, "plan"):
+            plan = plan_task(settings, service, git_sha)
+        spec = plan.spec
+        kind = StrategyKind(strategy) if strategy else spec.strategy.kind
+        rec.strategy, rec.git_sha = kind.value, plan.git_sha
+        rec.release = new_release_id(plan.git_sha)
+        releases.start(Active(service, rec.release, str(flow_run.get_id() or ""), kind.value,
+                              datetime.now(UTC).isoformat(timespec="seconds")))
         audit_task(settings, "release.start", rec.release,
-                   {"git_sha": sha, "strategy": strategy.value, "target": target,
+                   {"service": service, "git_sha": plan.git_sha, "strategy": kind.value,
+                    "target": target, "manifest": spec.digest,
                     "run": str(flow_run.get_id()), "triggered_by": triggered_by})
 
         with stage(rec, "build", lambda: rec.image):
-            image = build_task(BuildSpec(repo_root=Path(src)), settings)
+            image = build_task(for_service(spec, Path(plan.source)),
+                               settings)
             rec.image = image.pinned
         with stage(rec, "scan"):
-            gate = scan_task(image=image.pinned, repo=src, settings=settings)
+            gate = scan_task(image=image.pinned, repo=plan.source, settings=settings)
             rec.gate = {"allowed": gate.allowed, "warnings": list(gate.warnings),
                         "waivers": list(gate.waivers_used)}
         with stage(rec, "test", lambda: f"{tests.passed} passed, {tests.failed} failed"):
-            tests = test_task(test_paths or SERVICE_TESTS, src, f"{service}@{sha[:12]}",
-                              settings)
+            tests = container_test_task(image.pinned, list(spec.test.command),
+                                        spec.test.timeout_s, f"{service}@{plan.git_sha[:12]}",
+                                        settings)
         with stage(rec, "provision"):
-            if target != "local":
-                raise ConfigError(f"target {target!r}: provision it with the `provision` flow "
-                                  f"(Pulumi) first; the release flow drives only `local` today")
             provision_local_task(settings)
-        with stage(rec, "model"):
-            version = resolve_model_version(settings, model_name, model_version or None)
-            model = fetch_model(settings, model_name, version)
-            rec.model = f"{model_name} v{version}"
-            rec.champion_before = current_champion(settings, model_name)
-        wl = workload(service=service, release=rec.release, git_sha=sha, image=image.pinned,
-                      model=model, replicas=replicas, fault_latency_ms=fault_latency_ms,
-                      fault_error_ratio=fault_error_ratio)
+        wl = workload_for(spec, release=rec.release, git_sha=plan.git_sha, image=image.pinned,
+                          replicas=replicas, env=env)
+        version = ""
+        if spec.model is not None:
+            with stage(rec, "model"):
+                version = resolve_model_version(settings, spec.model.name, model_version or None,
+                                                spec.model.alias)
+                model = fetch_model(settings, spec.model.name, version)
+                rec.model = f"{spec.model.name} v{version}"
+                rec.champion_before = current_champion(settings, spec.model.name)
+            wl = bind_model(wl, spec.model, model)
 
-        first = stable_missing(settings, target, service)
+        ro = Rollout(rec, settings, target, spec, wl, plan.templates,
+                     approval_timeout_s=policy.approval_timeout_s)
         if synthetic_load_rps > 0:
-            load = LoadGenerator(f"{settings.url('haproxy')}/predict", synthetic_load_rps,
-                                 3600, default_rows()).start()
-
+            load = LoadGenerator(f"{settings.url('haproxy')}/", synthetic_load_rps, 3600, None,
+                                 host=spec.host).start()
+        run = first if stable_missing(settings, target, service) else STRATEGIES[kind]
         with transaction():
-            if first or strategy == Strategy.ROLLING:
-                with stage(rec, "deploy-rolling" if not first else "deploy-first"):
-                    deploy_stable_task(target, wl, settings)
-                    smoke_task(settings.url("haproxy"), max(policy.rolling_smoke, 1))
-            elif strategy == Strategy.BLUE_GREEN:
-                with stage(rec, "deploy-preview"):
-                    deploy_preview_task(target, wl, settings)
-                    smoke_task(settings.url("haproxy_preview"), policy.blue_green_smoke)
-                with stage(rec, "switch"):
-                    promote_task(target, service, settings)
-                    if policy.blue_green_post_switch:
-                        smoke_task(settings.url("haproxy"), policy.blue_green_post_switch)
-            else:
-                with stage(rec, "deploy-canary"):
-                    deploy_canary_task(target, wl, settings)
-                canary_steps(rec, settings, target, service, analysis_template, policy)
-                with stage(rec, "promote"):
-                    promote_task(target, service, settings)
+            run(ro)
 
         with stage(rec, "finalize"):
             finalize_task(target, service, settings)
-            before = promote_model_task(settings, model_name, version,
-                                        f"release {rec.release} ({sha[:12]}) promoted")
-            rec.champion_before, rec.champion_after = before, version
-        rec.outcome, rec.reason = "promoted", f"{service} {sha[:12]} with {rec.model} is stable"
+            if spec.model is not None:
+                before = promote_model_task(settings, spec.model.name, version,
+                                            f"release {rec.release} ({plan.git_sha[:12]}) "
+                                            f"promoted")
+                rec.champion_before, rec.champion_after = before, version
+        rec.outcome = "promoted"
+        rec.reason = f"{service} {plan.git_sha[:12]}{f' with {rec.model}' if rec.model else ''} " \
+                     f"is stable"
     except RolledBack as exc:
         rec.outcome, rec.reason = "rolled_back", str(exc)
     except Exception as exc:
         rec.outcome, rec.reason = "failed", f"{type(exc).__name__}: {exc}"
-        log.error("release %s failed: %s", rec.release, rec.reason)
+        log.error("release %s of %s failed: %s", rec.release or "(none)", service, rec.reason)
         raise
     finally:
         if load is not None:
             rec.stages.append(load_stage(rec, load))
+        if rec.release:
+            releases.update(service, phase="ended", outcome=rec.outcome, reason=rec.reason[:500])
         audit_task(settings, f"release.{rec.outcome}", rec.release or "(none)",
-                   rec.summary(), outcome=rec.outcome)
+                   {"service": service, **rec.summary()}, outcome=rec.outcome)
         report_task(rec)
-    return rec.summary()
-
-
+    return {"service": service, **rec.summary()}

@@ -56,19 +56,24 @@ def default_rows(n: int = 64) -> list[list[float]]:
 
 
 class LoadGenerator:
-    def __init__(self, url: str, rate: float, duration: float, rows: Sequence[Sequence[float]],
-                 concurrency: int = 8, timeout: float = 5.0, batch: int = 1) -> None:
+    def __init__(self, url: str, rate: float, duration: float,
+                 rows: Sequence[Sequence[float]] | None, concurrency: int = 8,
+                 timeout: float = 5.0, batch: int = 1, host: str = "") -> None:
+        """``rows``: POST them as predictions; None: plain GETs of ``url`` (any HTTP service).
+        ``host``: the Host header, which picks the service on the platform's release address."""
         if not 0 < rate <= 2000:
             raise ConfigError(f"rate {rate}/s is outside (0, 2000]")
         if not 0 < duration <= MAX_DURATION:
             raise ConfigError(f"duration {duration}s is outside (0, {MAX_DURATION:.0f}]")
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"url {url!r} is not an http(s) URL")
-        if not rows:
+        if rows is not None and not rows:
             raise ConfigError("no input rows to send")
         self.url, self.rate, self.duration = url, rate, duration
-        self.bodies = [json.dumps({"inputs": [list(r) for r in rows[i:i + batch]]}).encode()
-                       for i in range(0, len(rows), batch)]
+        self.headers = {"Host": host} if host else {}
+        self.bodies: list[bytes | None] = [None] if rows is None else [
+            json.dumps({"inputs": [list(r) for r in rows[i:i + batch]]}).encode()
+            for i in range(0, len(rows), batch)]
         self.concurrency, self.timeout = concurrency, timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,11 +84,14 @@ class LoadGenerator:
         self._started = 0.0
         self._ended = 0.0
 
-    def _one(self, client: httpx.Client, body: bytes) -> None:
+    def _one(self, client: httpx.Client, body: bytes | None) -> None:
         began = time.perf_counter()
         try:
-            resp = client.post(self.url, content=body,
-                               headers={"Content-Type": "application/json"})
+            if body is None:
+                resp = client.get(self.url, headers=self.headers)
+            else:
+                resp = client.post(self.url, content=body, headers={
+                    **self.headers, "Content-Type": "application/json"})
             key = str(resp.status_code)
             error = None
         except httpx.HTTPError as exc:

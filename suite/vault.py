@@ -31,6 +31,8 @@ WORKER_ROLE = "suite-worker"
 KV_MOUNT = "secret"
 KV_PREFIX = "suite"
 
+SERVICE_POLICY_PREFIX = "suite-service-"
+
 WORKER_POLICY = f"""
 # suite-worker: what a Prefect worker (and the flows it runs) may do, nothing more.
 path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{ capabilities = ["read"] }}
@@ -53,6 +55,9 @@ path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
 path "transit/keys/{SIGN_KEY}" {{ capabilities = ["read"] }}
 path "auth/approle/role/{WORKER_ROLE}/role-id" {{ capabilities = ["read"] }}
 path "auth/approle/role/{WORKER_ROLE}/secret-id" {{ capabilities = ["update"] }}
+path "sys/policies/acl/{SERVICE_POLICY_PREFIX}*" {{
+  capabilities = ["create", "read", "update", "delete"]
+}}
 """
 
 
@@ -282,3 +287,27 @@ def get_secret(vault: hvac.Client, path: str, key: str) -> str:
             f"secret {KV_MOUNT}/{full} has no key {key!r} (keys: {', '.join(sorted(data))})"
         )
     return str(data[key])
+
+
+def service_policy(service: str) -> str:
+    """What a release of ``service`` may read: that service's secrets, nothing else."""
+    return (f'# {SERVICE_POLICY_PREFIX}{service}: the secrets of service {service}\n'
+            f'path "{KV_MOUNT}/data/{KV_PREFIX}/services/{service}/*" '
+            f'{{ capabilities = ["read"] }}\n')
+
+
+def put_service_policy(vault: hvac.Client, service: str) -> str:
+    name = f"{SERVICE_POLICY_PREFIX}{service}"
+    try:
+        vault.sys.create_or_update_policy(name=name, policy=service_policy(service))
+    except hvac.exceptions.VaultError as exc:
+        raise VaultError(f"writing Vault policy {name!r} failed: {type(exc).__name__}") from exc
+    return name
+
+
+def delete_service_policy(vault: hvac.Client, service: str) -> None:
+    try:
+        vault.sys.delete_policy(name=f"{SERVICE_POLICY_PREFIX}{service}")
+    except hvac.exceptions.VaultError as exc:
+        raise VaultError(f"deleting the Vault policy of {service!r} failed: "
+                         f"{type(exc).__name__}") from exc

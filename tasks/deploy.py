@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction, get_transaction
 
 from suite.errors import ConfigError
+from suite.services.spec import ModelBinding, ServiceSpec
 from suite.settings import Settings
 from tasks.targets import get_target
-from tasks.targets.base import Deployment, Role, Workload
+from tasks.targets.base import Deployment, Mount, Role, Workload
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,18 @@ def new_release_id(git_sha: str) -> str:
     return f"{git_sha[:8]}-{uuid.uuid4().hex[:6]}"
 
 
-def resolve_model_version(settings: Settings, name: str, version: str | None) -> str:
-    """``version`` as given, else the ``challenger``, else the ``champion``."""
+def resolve_model_version(settings: Settings, name: str, version: str | None,
+                          alias: str = "challenger") -> str:
+    """``version`` as given, else the manifest's ``alias`` (``challenger``: else the
+    ``champion``)."""
     from models.registry.store import client, get_version, version_by_alias
 
     mc = client(settings.mlflow_uri)
     if version:
         get_version(mc, name, version)
         return version
-    for alias in ("challenger", "champion"):
-        found = version_by_alias(mc, name, alias)
+    for wanted in dict.fromkeys((alias, "champion")):
+        found = version_by_alias(mc, name, wanted)
         if found is not None:
             return str(found.version)
     raise ConfigError(f"model {name!r} has neither a 'challenger' nor a 'champion' version; "
@@ -72,18 +76,36 @@ def fetch_model(settings: Settings, name: str, version: str) -> ModelRef:
     return ModelRef(name, version, str(folder))
 
 
-def workload(
-    *, service: str, release: str, git_sha: str, image: str, model: ModelRef, replicas: int,
-    fault_latency_ms: float = 0.0, fault_error_ratio: float = 0.0,
+def workload_for(
+    spec: ServiceSpec, *, release: str, git_sha: str, image: str, replicas: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Workload:
-    env: list[tuple[str, str]] = []
-    if fault_latency_ms:
-        env.append(("SERVE_FAULT_LATENCY_MS", str(fault_latency_ms)))
-    if fault_error_ratio:
-        env.append(("SERVE_FAULT_ERROR_RATIO", str(fault_error_ratio)))
-    return Workload(service=service, release=release, version=git_sha[:12], image=image,
-                    model_dir=model.directory, model_name=model.name,
-                    model_version=model.version, replicas=replicas, env=tuple(env))
+    """The generic workload of a service's manifest; ``env`` overrides it for this release
+    (fault injection in demos and tests)."""
+    merged = dict(spec.env)
+    merged.update(env or {})
+    return Workload(
+        service=spec.service, release=release, version=git_sha[:12], image=image,
+        port=spec.port, readiness=spec.readiness, replicas=replicas or spec.replicas,
+        env=tuple(merged.items()), secrets=tuple((s.env, str(s)) for s in spec.secrets),
+        memory_bytes=spec.resources.memory_bytes, cpus=spec.resources.cpus,
+        pids=spec.resources.pids, host=spec.host,
+    )
+
+
+def bind_model(wl: Workload, binding: ModelBinding, model: ModelRef) -> Workload:
+    """The model adapter: the ONNX file's folder mounted read-only where the manifest says,
+    and its name, version and path in the environment (``SERVE_*`` for the model server,
+    ``MODEL_*`` for any other service)."""
+    path = f"{binding.mount}/model.onnx"
+    extra = {"MODEL_NAME": model.name, "MODEL_VERSION": model.version, "MODEL_PATH": path,
+             "SERVE_MODEL_URI": path, "SERVE_MODEL_NAME": model.name,
+             "SERVE_MODEL_VERSION": model.version}
+    env = dict(wl.env)
+    env.update(extra)
+    return replace(wl, env=tuple(env.items()),
+                   mounts=(*wl.mounts, Mount(model.directory, binding.mount, True)),
+                   model=f"{model.name} v{model.version}")
 
 
 def _stash(target: str, service: str, settings: Settings) -> None:

@@ -1,27 +1,65 @@
-"""The rollout steps of a release (Argo Rollouts style), called by the ``release`` flow:
-set weight, pause, analyse; MARGINAL asks a human; FAIL/ERROR raise :class:`RolledBack`."""
+"""The rollout strategies of a release, one function each (as Argo Rollouts has one reconciler
+per strategy), called by the ``release`` flow inside its transaction: ``canary`` (weights,
+pauses and analyses from the manifest's steps), ``blue_green`` (preview, optional
+pre-promotion analysis, switch), ``rolling`` (replicas replaced one by one) and ``first``
+(nothing serves yet). FAIL/ERROR, an abort, or a human's rollback raise :class:`RolledBack`;
+the transaction's hooks then send all traffic back to stable.
+"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from policies.release import ReleasePolicy
 from suite.errors import SuiteError
 from suite.load import LoadGenerator
+from suite.services.spec import AnalysisRef, ServiceSpec, StrategyKind
 from suite.settings import Settings
 from tasks.analyze import analysis_task
 from tasks.canary.scoring import Verdict
-from tasks.deploy import set_weight_task
+from tasks.control import Command, Releases
+from tasks.deploy import (
+    deploy_canary_task,
+    deploy_preview_task,
+    deploy_stable_task,
+    promote_task,
+    set_weight_task,
+)
 from tasks.release import ask_approval, audit_task, stage
 from tasks.report import ReleaseRecord, StageRecord
+from tasks.smoke import smoke_task
 from tasks.targets import get_target
+from tasks.targets.base import Workload
 
-PROJECT = Path(__file__).resolve().parents[1]
+#: how often an indefinite pause looks for `suite release promote|abort`
+POLL_SECONDS = 1.0
 
 
 class RolledBack(SuiteError):
-    """The release was rolled back on purpose (analysis FAIL/ERROR, or a human said so)."""
+    """The release was rolled back on purpose (analysis FAIL/ERROR, an abort, a human)."""
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What every strategy needs: the record it fills, where, which service, which templates."""
+
+    rec: ReleaseRecord
+    settings: Settings
+    target: str
+    spec: ServiceSpec
+    workload: Workload
+    templates: dict[str, str]
+    approval_timeout_s: int = 600
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def service(self) -> str:
+        return self.spec.service
+
+    @property
+    def releases(self) -> Releases:
+        return Releases(self.settings)
 
 
 def stable_missing(settings: Settings, target: str, service: str) -> bool:
@@ -35,46 +73,150 @@ def load_stage(rec: ReleaseRecord, load: LoadGenerator) -> StageRecord:
                        f"{report.failed} failed", report.summary())
 
 
-def canary_steps(rec: ReleaseRecord, settings: Settings, target: str,
-                  service: str, template: str, policy: ReleasePolicy) -> None:
-    """Argo-style steps; raises RolledBack (inside the transaction: hooks undo the deploy)."""
+def _smoke(ro: Rollout, address: str) -> None:
+    if ro.spec.strategy.smoke_requests:
+        smoke_task(ro.settings.url(address), ro.spec.strategy.smoke_requests, ro.spec.host,
+                   ro.spec.readiness)
+
+
+def _command(ro: Rollout, consume: bool = True) -> Command | None:
+    found = ro.releases.pending(ro.service, ro.rec.release, consume=consume)
+    if found is None:
+        return None
+    audit_task(ro.settings, f"release.{found.command.value}", ro.rec.release,
+               {"reason": found.reason}, actor=found.actor)
+    if found.command == Command.ABORT:
+        raise RolledBack(f"aborted by {found.actor}: {found.reason or 'no reason given'}")
+    return found.command
+
+
+def _pause(ro: Rollout, number: int, seconds: float | None) -> bool:
+    """Wait ``seconds`` (None: until promote). True when a promote said to skip ahead."""
+    ro.releases.update(ro.service, phase="paused", step=f"{number}: pause")
+    deadline = None if seconds is None else time.monotonic() + seconds
+    if seconds is None:
+        print(f"step {number}: paused until `suite release promote {ro.service}` "
+              f"(or abort)")
+    while deadline is None or time.monotonic() < deadline:
+        if _command(ro) == Command.PROMOTE:
+            return True
+        left = POLL_SECONDS if deadline is None else min(POLL_SECONDS,
+                                                         deadline - time.monotonic())
+        if left > 0:
+            ro.sleep(left)
+    ro.releases.update(ro.service, phase="running")
+    return False
+
+
+def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
+    """Each template the step names; the worst verdict decides (MARGINAL asks a human)."""
+    ro.releases.update(ro.service, step=f"{number}: analysis", weight=weight)
+    deployed = get_target(ro.target, ro.settings)
+    worst = Verdict.PASS
+    reasons = []
+    for name in ref.templates:
+        def health() -> list[str]:
+            stop = ro.releases.pending(ro.service, ro.rec.release, consume=False)
+            if stop is not None and stop.command == Command.ABORT:
+                return [f"abort requested by {stop.actor}"]
+            return deployed.problems(ro.service)
+
+        with stage(ro.rec, f"step {number}: analysis {name} at {weight} %"):
+            result = analysis_task(ro.templates[name], ro.target, ro.service, number, weight,
+                                   ref.duration_s, ref.interval_s, ro.settings, health=health)
+        data = result.to_dict()
+        data["template"] = name
+        ro.rec.steps.append(data)
+        verdict = Verdict(str(data["verdict"]))
+        audit_task(ro.settings, "canary.analysis", f"{ro.rec.release} step {number}",
+                   {"template": name, "weight": weight, "verdict": verdict.value,
+                    "score": data["score"], "reason": data["reason"]}, outcome=verdict.value)
+        print(f"step {number} at {weight} % ({name}): {verdict} (score {data['score']}): "
+              f"{data['reason']}")
+        ro.releases.update(ro.service, verdict=f"{verdict.value} ({name})")
+        _command(ro)  # an abort during the analysis rolls back now
+        reasons.append(f"{name}: {data['reason']}")
+        if verdict in (Verdict.FAIL, Verdict.ERROR):
+            raise RolledBack(f"step {number} {verdict} at {weight} % ({name}): "
+                             f"{data['reason']}")
+        if verdict == Verdict.MARGINAL:
+            worst = Verdict.MARGINAL
+    if worst == Verdict.MARGINAL:
+        _approve(ro, number, "; ".join(reasons))
+
+
+def _approve(ro: Rollout, number: int, why_marginal: str) -> None:
+    ro.releases.update(ro.service, phase="waiting-approval")
+    answer = ask_approval(ro.rec, number, ro.approval_timeout_s)
+    ro.releases.update(ro.service, phase="running")
+    decision = answer.decision if answer else "rollback"
+    who = answer.approver if answer else "timeout"
+    why = answer.reason if answer else f"no answer within {ro.approval_timeout_s}s"
+    ro.rec.approvals.append({"decision": decision, "approver": who, "reason": why})
+    audit_task(ro.settings, "canary.approval", f"{ro.rec.release} step {number}",
+               {"decision": decision, "reason": why}, outcome=decision, actor=who)
+    if decision != "approve":
+        raise RolledBack(f"step {number} MARGINAL ({why_marginal}); {who} chose rollback: {why}")
+
+
+def canary(ro: Rollout) -> None:
+    with stage(ro.rec, "deploy-canary"):
+        deploy_canary_task(ro.target, ro.workload, ro.settings)
     weight = 0
-    for number, step in enumerate(policy.steps, start=1):
-        if step.kind == "set_weight":
-            with stage(rec, f"step {number}: weight {step.weight} %"):
-                set_weight_task(target, service, step.weight, settings)
+    for number, step in enumerate(ro.spec.strategy.steps, start=1):
+        if _command(ro) == Command.PROMOTE:
+            print(f"promote requested: skipping steps {number}..")
+            break
+        if step.kind == "setWeight":
+            with stage(ro.rec, f"step {number}: weight {step.weight} %"):
+                set_weight_task(ro.target, ro.service, step.weight, ro.settings)
             weight = step.weight
+            ro.releases.update(ro.service, step=f"{number}: setWeight", weight=weight)
         elif step.kind == "pause":
-            with stage(rec, f"step {number}: pause {step.seconds:g}s"):
-                time.sleep(step.seconds)
-        else:
-            with stage(rec, f"step {number}: analysis at {weight} %"):
-                result = analysis_task(str(PROJECT / template), target, service, number,
-                                       weight, step.seconds, step.interval, settings)
-            data = result.to_dict()
-            rec.steps.append(data)
-            audit_task(settings, "canary.analysis", f"{rec.release} step {number}",
-                       {"weight": weight, "verdict": data["verdict"], "score": data["score"],
-                        "reason": data["reason"]}, outcome=str(data["verdict"]))
-            verdict = Verdict(str(data["verdict"]))
-            print(f"step {number} at {weight} %: {verdict} (score {data['score']}): "
-                  f"{data['reason']}")
-            if verdict == Verdict.PASS:
-                continue
-            if verdict == Verdict.MARGINAL:
-                answer = ask_approval(rec, number, policy.approval_timeout_s)
-                decision = answer.decision if answer else "rollback"
-                who = answer.approver if answer else "timeout"
-                why = answer.reason if answer else (
-                    f"no answer within {policy.approval_timeout_s}s")
-                rec.approvals.append({"decision": decision, "approver": who, "reason": why})
-                audit_task(settings, "canary.approval", f"{rec.release} step {number}",
-                           {"decision": decision, "reason": why}, outcome=decision, actor=who)
-                if decision == "approve":
-                    continue
-                raise RolledBack(f"step {number} MARGINAL (score {data['score']}); {who} chose "
-                                 f"rollback: {why}")
-            raise RolledBack(f"step {number} {verdict} at {weight} %: {data['reason']}")
+            label = "until promoted" if step.pause_s is None else f"{step.pause_s:g}s"
+            with stage(ro.rec, f"step {number}: pause {label}"):
+                skip = _pause(ro, number, step.pause_s)
+            if skip:
+                break
+        elif step.analysis is not None:
+            _analysis(ro, number, weight, step.analysis)
     if weight < 100:
-        with stage(rec, "full traffic"):
-            set_weight_task(target, service, 100, settings)
+        with stage(ro.rec, "full traffic"):
+            set_weight_task(ro.target, ro.service, 100, ro.settings)
+    with stage(ro.rec, "promote"):
+        promote_task(ro.target, ro.service, ro.settings)
+
+
+def blue_green(ro: Rollout) -> None:
+    with stage(ro.rec, "deploy-preview"):
+        deploy_preview_task(ro.target, ro.workload, ro.settings)
+        _smoke(ro, "haproxy_preview")
+    pre = ro.spec.strategy.pre_promotion
+    if pre is not None:
+        # the preview has no live traffic to compare: its template must measure the preview
+        _analysis(ro, 1, 0, pre)
+    if not ro.spec.strategy.auto_promotion:
+        with stage(ro.rec, "pause until promoted"):
+            _pause(ro, 2, None)
+    with stage(ro.rec, "switch"):
+        promote_task(ro.target, ro.service, ro.settings)
+        _smoke(ro, "haproxy")
+
+
+def rolling(ro: Rollout) -> None:
+    with stage(ro.rec, "deploy-rolling"):
+        deploy_stable_task(ro.target, ro.workload, ro.settings)
+        _smoke(ro, "haproxy")
+
+
+def first(ro: Rollout) -> None:
+    with stage(ro.rec, "deploy-first"):
+        deploy_stable_task(ro.target, ro.workload, ro.settings)
+        _smoke(ro, "haproxy")
+
+
+STRATEGIES: dict[StrategyKind, Callable[[Rollout], None]] = {
+    StrategyKind.CANARY: canary,
+    StrategyKind.BLUE_GREEN: blue_green,
+    StrategyKind.ROLLING: rolling,
+}

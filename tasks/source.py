@@ -3,8 +3,10 @@ repository at the pushed commit (a `git push` to a bare repository builds exactl
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from prefect import task
@@ -23,6 +25,20 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout.strip()
 
 
+def resolve_ref(repository: str, ref: str) -> str:
+    """The commit a branch (or tag, or abbreviated sha) of ``repository`` names now."""
+    listed = _git("ls-remote", repository, ref, f"refs/heads/{ref}", f"refs/tags/{ref}")
+    for line in listed.splitlines():
+        sha = line.split()[0]
+        if re.fullmatch(r"[0-9a-f]{40}", sha):
+            return sha
+    if re.fullmatch(r"[0-9a-f]{7,39}", ref):
+        with tempfile.TemporaryDirectory(prefix="suite-ref-") as tmp:
+            _git("clone", "--quiet", "--bare", repository, tmp)
+            return _git("rev-parse", "--verify", f"{ref}^{{commit}}", cwd=Path(tmp))
+    raise ConfigError(f"{ref!r} is no branch, tag or commit of {repository}")
+
+
 def checkout(settings: Settings, repository: str, git_sha: str) -> tuple[Path, str]:
     """(source directory, full sha). ``repository`` empty = this project at its HEAD."""
     if not repository:
@@ -35,6 +51,8 @@ def checkout(settings: Settings, repository: str, git_sha: str) -> tuple[Path, s
         return PROJECT, head
     if not git_sha:
         raise ConfigError("repository is set but git_sha is empty (which commit to build?)")
+    if not re.fullmatch(r"[0-9a-f]{40}", git_sha):
+        git_sha = resolve_ref(repository, git_sha)
     dest = settings.dir("releases", "src", git_sha[:40])
     if not (dest / ".git").exists():
         tmp = dest.with_name(dest.name + ".tmp")

@@ -186,7 +186,8 @@ def counts_from_output(text: str, exit_code: int) -> tuple[int, int, int, int]:
 
 
 def run_in_image(engine: docker.DockerClient, image: str, command: Sequence[str], *,
-                 log_path: Path, timeout_s: float = 600.0, memory_bytes: int = 1024**3) -> TestReport:
+                 log_path: Path, timeout_s: float = 600.0,
+                 memory_bytes: int = 1024**3) -> TestReport:
     """``command`` in a throw-away container of the built ``image``: no network, no platform
     credential, no mount; its output goes to ``log_path``. The exit code decides."""
     if not command:
@@ -229,7 +230,8 @@ def run_in_image(engine: docker.DockerClient, image: str, command: Sequence[str]
 def container_test_task(image: str, command: list[str], timeout_s: float, subject: str,
                         settings: Settings | None = None) -> TestReport:
     """The manifest's test command inside the image: publish, audit, then block on failures."""
-    from suite import audit, engine as engine_mod
+    from suite import audit
+    from suite import engine as engine_mod
     from suite import settings as settings_mod
 
     settings = settings or settings_mod.load()

@@ -27,7 +27,8 @@ from suite.errors import ConfigError
 MANIFEST = "suite.yaml"
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SECRET_RE = re.compile(r"^([a-z0-9][a-z0-9_./-]*)#([A-Za-z0-9_.-]+)$")
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -475,7 +476,8 @@ def _strategy(r: _Reader, data: Any) -> Strategy:
             auto = True
         pre = None
         if bg.get("prePromotionAnalysis") is not None:
-            pre = _analysis(r, bg["prePromotionAnalysis"], "strategy.blueGreen.prePromotionAnalysis")
+            pre = _analysis(r, bg["prePromotionAnalysis"],
+                            "strategy.blueGreen.prePromotionAnalysis")
         smoke = r.integer(bg, "smokeRequests", "strategy.blueGreen.smokeRequests", 10, 0, 10000)
         return Strategy(kind, auto_promotion=auto, pre_promotion=pre, smoke_requests=smoke)
     rolling = r.mapping(body, "strategy.rolling", {"smokeRequests"})

@@ -1,7 +1,8 @@
 # The ONNX model server (models/serve), built FROM the suite's own Debian base image.
-# Build context (staged by tasks/build.py): this file, model-server.lock, build-ca.crt, models/.
+# Build context: the repository root (the model server's manifest is /suite.yaml); the root
+# .dockerignore keeps everything but models/ and this directory's lockfile out of the context.
 # Dependencies come before the code so a code-only change reuses the dependency layers.
-# `RUN --mount` needs buildah/podman or BuildKit.
+# The base image trusts the build host's CA bundle (tasks/images/base.py): pip just works.
 ARG BASE_IMAGE=localhost/suite-base:bookworm
 FROM ${BASE_IMAGE}
 
@@ -13,11 +14,8 @@ RUN python3 -m venv /opt/venv \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /app app
 
-COPY model-server.lock /opt/venv/requirements.lock
-# The host's CA bundle is bind-mounted for this step only: nothing of it stays in the image.
-RUN --mount=type=bind,source=build-ca.crt,target=/run/build-ca.crt \
-    PIP_CERT=/run/build-ca.crt pip install --no-cache-dir --disable-pip-version-check \
-        -r /opt/venv/requirements.lock
+COPY tasks/images/model-server.lock /opt/venv/requirements.lock
+RUN pip install --no-cache-dir --disable-pip-version-check -r /opt/venv/requirements.lock
 
 WORKDIR /app
 COPY models/ /app/models/

@@ -43,7 +43,8 @@ class TargetState:
         return value
 
     def with_track(self, role: Role | str, track: Track | None) -> TargetState:
-        return replace(self, **{str(role): track})
+        changes: dict[str, Any] = {str(role): track}
+        return replace(self, **changes)
 
     def tracks(self) -> list[tuple[str, Track]]:
         return [(name, t) for name in ("stable", "canary", "preview", "previous")
@@ -78,9 +79,9 @@ def from_json(text: str, where: str) -> TargetState:
                               f"--teardown` and release again)")
         return TargetState(
             service=data["service"], canary_weight=int(data.get("canary_weight", 0)),
-            generation=int(data.get("generation", 0)),
-            **{role: _track(data.get(role)) for role in ("stable", "canary", "preview",
-                                                         "previous")},
+            generation=int(data.get("generation", 0)), stable=_track(data.get("stable")),
+            canary=_track(data.get("canary")), preview=_track(data.get("preview")),
+            previous=_track(data.get("previous")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{where} is not a valid target state ({type(exc).__name__}: {exc}); "

@@ -46,7 +46,7 @@ def test_shipped_template_loads() -> None:
 
 
 def test_model_server_template_tests_p50_spread_above_the_default_floor() -> None:
-    template = load(DEFAULT_PATH.with_name("canary-model-server.yaml"))
+    template = load(DEFAULT_PATH.parent / "analysis" / "model-server.yaml")
     metrics = {m.name: m.config for m in template.metrics}
     p50, p90 = metrics["latency_p50"], metrics["latency_p90"]
     assert p50.spread_test and p50.spread_floor is None  # (allowed_increase - 1) x baseline mean

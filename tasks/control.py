@@ -1,0 +1,106 @@
+"""A running release and what a person tells it: ``suite release status | promote | abort``.
+
+The flow writes ``releases/active/<service>.json`` (release, flow run, step, weight, last
+verdict) as it goes; ``promote`` and ``abort`` write ``releases/control/<service>.json`` naming
+the release they mean, which the flow reads between steps, during pauses and during analysis.
+A command aimed at a release that has ended is refused, never left for the next one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from suite.errors import ConfigError
+from suite.platform.files import atomic_write
+from suite.settings import Settings
+
+
+class Command(StrEnum):
+    PROMOTE = "promote"  # end an indefinite pause, or skip the remaining steps
+    ABORT = "abort"  # roll back now
+
+
+@dataclass(frozen=True)
+class Active:
+    service: str
+    release: str
+    flow_run_id: str
+    strategy: str
+    started: str
+    step: str = ""
+    weight: int = 0
+    verdict: str = ""
+    phase: str = "running"  # running | paused | waiting-approval | ended
+    outcome: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Control:
+    release: str
+    command: Command
+    actor: str
+    reason: str
+    at: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Releases:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _active_path(self, service: str):
+        return self.settings.dir("releases", "active", f"{service}.json")
+
+    def _control_path(self, service: str):
+        return self.settings.dir("releases", "control", f"{service}.json")
+
+    def start(self, active: Active) -> None:
+        atomic_write(self._active_path(active.service), json.dumps(asdict(active), indent=2))
+        self._control_path(active.service).unlink(missing_ok=True)
+
+    def active(self, service: str) -> Active | None:
+        try:
+            return Active(**json.loads(self._active_path(service).read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{self._active_path(service)} is not a valid release record "
+                              f"({exc})") from exc
+
+    def update(self, service: str, **changes: object) -> None:
+        current = self.active(service)
+        if current is not None:
+            atomic_write(self._active_path(service),
+                         json.dumps(asdict(replace(current, **changes)), indent=2))  # type: ignore[arg-type]
+
+    def send(self, service: str, command: Command, actor: str, reason: str) -> Active:
+        current = self.active(service)
+        if current is None or current.phase == "ended":
+            ended = f" (the last one, {current.release}, ended {current.outcome})" if current \
+                else ""
+            raise ConfigError(f"service {service!r} has no release in progress{ended}: "
+                              f"nothing to {command.value}")
+        atomic_write(self._control_path(service), json.dumps(asdict(Control(
+            current.release, command, actor, reason, _now()))))
+        return current
+
+    def pending(self, service: str, release: str, consume: bool = True) -> Control | None:
+        """The command for ``release``, if one was sent (consumed unless ``consume=False``)."""
+        path = self._control_path(service)
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if data.get("release") != release:
+            return None
+        if consume:
+            path.unlink(missing_ok=True)
+        return Control(data["release"], Command(data["command"]), data.get("actor", "?"),
+                       data.get("reason", ""), data.get("at", ""))
