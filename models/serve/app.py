@@ -98,10 +98,11 @@ class Handlers:
 
         try:
             x = parse_body(request.body, state.model.feature_shape, state.config.max_rows)
-            state.batcher.enqueue(x, deliver)
         except BadInput as exc:
             return self._done(request, error_response(exc.status, exc.code, exc.detail))
-        except RuntimeError:  # the batcher stopped: shutting down
+        try:
+            state.batcher.enqueue(x, deliver)
+        except RuntimeError:  # the batcher stopped: shutting down (never the client's input)
             return self._done(request, self._not_ready())
         return answer
 
@@ -158,7 +159,11 @@ class Handlers:
 
 def build_server(state: ServerState) -> HttpServer:
     """The listener with its routes; ``state.http`` points at it (call it in the event loop)."""
-    server = HttpServer(Limits(max_body_bytes=state.config.max_body_bytes))
+    config = state.config
+    server = HttpServer(Limits(max_body_bytes=config.max_body_bytes,
+                               max_connections=config.max_connections,
+                               keepalive_timeout_s=config.keepalive_timeout_s,
+                               head_timeout_s=config.head_timeout_s))
     handlers = Handlers(state, asyncio.get_running_loop())
     server.route("POST", "/predict", handlers.predict)
     server.route("GET", "/healthz", handlers.healthz)

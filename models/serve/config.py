@@ -26,6 +26,12 @@ class ServeConfig:
     #: longest a queued request waits for others to join its batch
     max_wait_ms: float = 2.0
     max_body_bytes: int = 1 << 20
+    #: open connections per process; past half of them idle connections are closed sooner
+    max_connections: int = 512
+    #: an idle keep-alive connection is closed after this long (when connections are few)
+    keepalive_timeout_s: float = 75.0
+    #: a request head must be complete this long after its first byte
+    head_timeout_s: float = 10.0
     #: most rows in one request
     max_rows: int = 1024
     #: ONNX Runtime intra-op threads
@@ -53,6 +59,9 @@ class ServeConfig:
         _range("max_batch_size", self.max_batch_size, 1, 65536)
         _range("max_wait_ms", self.max_wait_ms, 0, 10_000)
         _range("max_body_bytes", self.max_body_bytes, 64, 1 << 30)
+        _range("max_connections", self.max_connections, 1, 1 << 20)
+        _range("keepalive_timeout_s", self.keepalive_timeout_s, 0.1, 3600)
+        _range("head_timeout_s", self.head_timeout_s, 0.1, 3600)
         _range("max_rows", self.max_rows, 1, 1 << 20)
         _range("threads", self.threads, 0, 256)
         _range("drain_timeout_s", self.drain_timeout_s, 0, 3600)

@@ -4,15 +4,24 @@ Why not a framework: a one-row prediction costs ONNX Runtime about a microsecond
 framework's request and response objects cost a hundred (bench/RESULTS.md, "Model server"), so
 they, not the model, bounded throughput. Here a request is parsed in ``data_received`` and
 handed to the handler without a task per request; the handler answers a :class:`Response` at
-once or a future of one (the micro-batcher's).
+once or a future of one (the micro-batcher's). The bytes are parsed by llhttp
+(models/serve/wire.py); this module is the protocol around it.
 
 What it speaks: HTTP/1.0 and 1.1, keep-alive, pipelining (answers in order), ``Content-Length``
-and ``Transfer-Encoding: chunked`` bodies, ``Expect: 100-continue``, ``HEAD`` for ``GET`` routes.
-What it refuses, always with a JSON body ``{"error": code, "detail": message}`` and then closing
-the connection: a malformed request line or header (400), a head over ``max_head_bytes`` (431),
-a body over ``max_body_bytes`` (413), both ``Content-Length`` and ``Transfer-Encoding`` (400: the
-request-smuggling ambiguity), a transfer coding other than chunked (501), an HTTP version other
-than 1.x (505), a request that is not complete within ``request_timeout_s`` (408).
+and ``Transfer-Encoding: chunked`` bodies, ``Expect: 100-continue``, ``HEAD`` for ``GET`` routes;
+every answer carries ``Date``. What it refuses, always with a JSON body ``{"error": code,
+"detail": message}`` and then closing the connection: a malformed request line or header (400),
+an HTTP/1.1 request without one ``Host`` (400), a head over ``max_head_bytes`` (431), a body over
+``max_body_bytes`` (413), both ``Content-Length`` and ``Transfer-Encoding`` or either kind of
+smuggling primitive llhttp knows (400), ``Transfer-Encoding`` on HTTP/1.0 (400), a transfer
+coding other than chunked (501), an HTTP version other than 1.0/1.1 (505), a head not complete
+within ``head_timeout_s`` or a request not complete within ``request_timeout_s`` (408).
+
+Resources: at most ``max_connections`` connections; past half of them the idle timeout (before
+the first byte of a request) shrinks toward ``min_idle_timeout_s``, and at the limit a new
+connection takes the place of the longest-idle one, or is answered 503 if none is idle. A
+connection holds at most its head, one body (chunks are gathered into one buffer) and the body's
+copy handed to the handler: about twice ``max_body_bytes``.
 
 Shutdown: :meth:`HttpServer.shutdown` stops accepting, closes idle keep-alive connections,
 answers the requests in flight with ``Connection: close``, and waits for them up to a timeout.
@@ -27,47 +36,65 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
+
+from models.serve.wire import (
+    CRLF2,
+    ChunkedBody,
+    ProtocolError,
+    Request,
+    framing,
+    parse_head,
+)
+
+__all__ = ["HttpServer", "Limits", "ProtocolError", "Request", "Response", "error_response",
+           "json_response", "parse_head"]
 
 log = logging.getLogger("models.serve")
 
 JSON = "application/json"
-_CRLF2 = b"\r\n\r\n"
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 #: after refusing a request, how long and how much of its body is read and dropped
 LINGER_S = 5.0
 LINGER_MAX_BYTES = 64 << 20
 #: distinct request heads remembered (parsing is skipped for a head seen before)
 HEAD_CACHE_SIZE = 1024
-#: an RFC 9110 token (method, header name), the whole string
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_HTTP_1X = re.compile(r"HTTP/1\.[0-9]\Z")
-#: a chunk size: hex digits only (``int(x, 16)`` also takes "0x5", "+5", "1_0")
-_HEX = re.compile(rb"[0-9A-Fa-f]+\Z")
+#: how often idle, slow and stalled connections are looked for
+SWEEP_S = 0.25
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int = 1 << 20
     max_head_bytes: int = 16 << 10
-    #: an idle keep-alive connection is closed after this long
+    #: an idle keep-alive connection is closed after this long (when connections are few)
     keepalive_timeout_s: float = 75.0
+    #: the idle timeout when connections reach ``max_connections``
+    min_idle_timeout_s: float = 1.0
+    #: the head of a request must be complete this long after its first byte (slowloris)
+    head_timeout_s: float = 10.0
     #: a request that has started arriving must be complete within this long (slow clients)
     request_timeout_s: float = 30.0
+    #: open connections per process (a container allows 1024 descriptors)
+    max_connections: int = 512
 
+    @property
+    def max_chunks(self) -> int:
+        """Chunks in one chunked body: 64 bytes a chunk on average at the body limit."""
+        return max(1024, self.max_body_bytes // 64)
 
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: str
-    version: str
-    #: lower-case names; a repeated header's values are joined with ", "
-    headers: dict[str, str]
-    body: bytes = b""
-    #: ``time.perf_counter()`` when the whole request had arrived
-    received: float = 0.0
+    def idle_timeout(self, connections: int) -> float:
+        """Up to half the connection limit the keep-alive timeout; then shorter, linearly, down
+        to ``min_idle_timeout_s`` at the limit (idle sockets must not starve new clients)."""
+        half = self.max_connections / 2
+        if connections <= half:
+            return self.keepalive_timeout_s
+        share = max(0.0, (self.max_connections - connections) / half)
+        low = min(self.min_idle_timeout_s, self.keepalive_timeout_s)
+        return low + (self.keepalive_timeout_s - low) * share
 
 
 @dataclass(slots=True)
@@ -91,18 +118,11 @@ def error_response(status: int, code: str, detail: str,
 Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
 
 
-class ProtocolError(Exception):
-    """The request cannot be read: answered with ``status`` and the connection is closed."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
-
-
 def _head_bytes(status: int, response: Response, length: int, close: bool,
                 keep_alive_1_0: bool = False) -> bytes:
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-             f"Content-Type: {response.content_type}\r\nContent-Length: {length}\r\n"]
+             f"Content-Type: {response.content_type}\r\nContent-Length: {length}\r\n"
+             f"Date: {http_date()}\r\n"]
     for name, value in response.headers:
         lines.append(f"{name}: {value}\r\n")
     if close:
@@ -113,109 +133,16 @@ def _head_bytes(status: int, response: Response, length: int, close: bool,
     return "".join(lines).encode("latin-1")
 
 
-def parse_head(head: bytes) -> Request:
-    """Request line and header fields (without the body); raises :class:`ProtocolError`."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not _TOKEN.match(parts[0]):
-        raise ProtocolError(400, "bad_request", f"malformed request line {lines[0][:100]!r} "
-                            "(expected 'METHOD /path HTTP/1.1')")
-    method, target, version = parts
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        if _HTTP_1X.match(version):  # a later 1.x minor version is answered as 1.1 (RFC 9110)
-            version = "HTTP/1.1"
-        elif version.startswith("HTTP/"):
-            raise ProtocolError(505, "http_version_not_supported",
-                                f"{version[:20]} is not supported (use HTTP/1.1)")
-        else:
-            raise ProtocolError(400, "bad_request", f"malformed request line "
-                                f"{lines[0][:100]!r} (expected 'METHOD /path HTTP/1.1')")
-    if not target.startswith("/"):
-        raise ProtocolError(400, "bad_request", f"request target {target[:100]!r} is not a path "
-                            "(expected origin form, e.g. /predict)")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.match(name):
-            raise ProtocolError(400, "bad_request",
-                                f"malformed header line {line[:100]!r} (expected 'Name: value'; "
-                                "no space before the colon, no folded lines)")
-        key = name.lower()
-        value = value.strip(" \t")
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    path, _, query = target.partition("?")
-    return Request(method, path, query, version[5:], headers)
+_date: tuple[int, str] = (0, "")
 
 
-def _content_length(request: Request, limit: int) -> int:
-    raw = request.headers["content-length"]
-    values = {v.strip() for v in raw.split(",")}
-    # isascii: str.isdigit() also takes "²", which int() then rejects
-    if len(values) != 1 or not ((value := values.pop()).isascii() and value.isdigit()):
-        raise ProtocolError(400, "bad_request",
-                            f"Content-Length {raw[:40]!r} is not one non-negative integer")
-    length = int(value)
-    if length > limit:
-        raise ProtocolError(413, "body_too_large", f"body is {length} bytes (limit {limit})")
-    return length
-
-
-def _framing(request: Request, limit: int) -> int | None:
-    """Body length, or None for a chunked body."""
-    coding = request.headers.get("transfer-encoding")
-    if coding is not None:
-        if "content-length" in request.headers:
-            raise ProtocolError(400, "bad_request", "both Content-Length and Transfer-Encoding "
-                                "are set (send only one)")
-        if [c.strip().lower() for c in coding.split(",")] != ["chunked"]:
-            raise ProtocolError(501, "not_implemented", f"Transfer-Encoding {coding[:40]!r} is "
-                                "not supported (send Content-Length or chunked)")
-        return None
-    if "content-length" in request.headers:
-        return _content_length(request, limit)
-    return 0
-
-
-class _Chunked:
-    """Incremental decoder of a chunked body (trailers are read and dropped)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.in_trailers = False
-
-    def feed(self, buf: bytearray) -> bytes | None:
-        """Consume what is complete from ``buf``; the body once the last chunk is in."""
-        while True:
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > 4096:
-                    raise ProtocolError(400, "bad_request", "chunk size line is too long")
-                return None
-            if self.in_trailers:
-                del buf[:end + 2]
-                if end == 0:
-                    return b"".join(self.parts)
-                continue
-            line = bytes(buf[:end]).split(b";", 1)[0].strip()
-            if not _HEX.match(line):
-                raise ProtocolError(400, "bad_request", f"malformed chunk size {line[:20]!r}")
-            size = int(line, 16)
-            if size == 0:
-                del buf[:end + 2]
-                self.in_trailers = True
-                continue
-            if self.size + size > self.limit:
-                raise ProtocolError(413, "body_too_large",
-                                    f"body exceeds {self.limit} bytes (chunked)")
-            if len(buf) < end + 2 + size + 2:
-                return None
-            if buf[end + 2 + size:end + 4 + size] != b"\r\n":
-                raise ProtocolError(400, "bad_request", "chunk data is not followed by CRLF")
-            self.parts.append(bytes(buf[end + 2:end + 2 + size]))
-            self.size += size
-            del buf[:end + 4 + size]
+def http_date() -> str:
+    """The ``Date`` value (IMF-fixdate), formatted once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True))
+    return _date[1]
 
 
 @dataclass
@@ -224,7 +151,7 @@ class _Pending:
 
     request: Request
     length: int | None
-    chunked: _Chunked | None = None
+    chunked: ChunkedBody | None = None
 
 
 class _Connection(asyncio.Protocol):
@@ -241,13 +168,22 @@ class _Connection(asyncio.Protocol):
         self.lingering = False
         self.dropped = 0
         self.started = 0.0  # when the request being read began arriving (0: none)
+        self.head_started = 0.0  # when its head began arriving (0: the head is complete)
+        self.checked = 0  # bytes of an unfinished head already searched for a bare LF
         self.last_active = time.monotonic()
 
     # ---- asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.server.connections.add(self)
+        if not self.server.admit(self):
+            self.closing = True
+            response = error_response(503, "too_many_connections", "the server holds "
+                                      f"{len(self.server.connections)} connections (its limit)"
+                                      "; retry shortly", headers=(("Retry-After", "1"),))
+            self.transport.write(_head_bytes(503, response, len(response.body), True)
+                                 + response.body)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -261,7 +197,7 @@ class _Connection(asyncio.Protocol):
                     self.close()
             return
         if not self.reading_request:  # the first bytes of a request (a stale clock is reset)
-            self.started = time.monotonic()
+            self.started = self.head_started = time.monotonic()
         self.buf += data
         self.process()
 
@@ -320,19 +256,27 @@ class _Connection(asyncio.Protocol):
         if self.pending is None:
             while buf[:2] == b"\r\n":  # an empty line before a request line is allowed
                 del buf[:2]
-            end = buf.find(_CRLF2)
+            end = buf.find(CRLF2)
             if end < 0:
                 if len(buf) > limits.max_head_bytes:
                     raise ProtocolError(431, "headers_too_large",
                                         f"request head exceeds {limits.max_head_bytes} bytes")
+                # a head with bare-LF line ends never shows a CRLF CRLF: refuse it now
+                if _BARE_LF.search(buf, max(0, self.checked - 1)):
+                    raise ProtocolError(400, "bad_request", "request head has a bare LF "
+                                        "(lines end in CRLF)")
+                self.checked = len(buf)
                 return None
             if end > limits.max_head_bytes:
                 raise ProtocolError(431, "headers_too_large",
                                     f"request head exceeds {limits.max_head_bytes} bytes")
-            request, length = self.server.read_head(bytes(buf[:end]))
+            head = bytes(buf[:end])
+            request, length = self.server.read_head(head)
             del buf[:end + 4]
-            self.pending = _Pending(request, length,
-                                    _Chunked(limits.max_body_bytes) if length is None else None)
+            self.head_started = 0.0
+            self.checked = 0
+            self.pending = _Pending(request, length, None if length is not None else
+                                    ChunkedBody(head, limits.max_body_bytes, limits.max_chunks))
             if (length is None or length > len(buf)) and request.version == "1.1" and \
                     request.headers.get("expect", "").lower() == "100-continue":
                 self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -351,7 +295,7 @@ class _Connection(asyncio.Protocol):
         request = pending.request
         request.body = body
         request.received = time.perf_counter()
-        self.started = time.monotonic() if buf else 0.0
+        self.started = self.head_started = time.monotonic() if buf else 0.0
         return request
 
     # ---- answering -----------------------------------------------------------------------------
@@ -437,11 +381,19 @@ class _Connection(asyncio.Protocol):
             return
         limits = self.server.limits
         if self.reading_request:
-            if self.started and now - self.started > limits.request_timeout_s:
+            if self.head_started and now - self.head_started > limits.head_timeout_s:
+                self._refuse(ProtocolError(408, "request_timeout", "the request head did not "
+                                           f"arrive within {limits.head_timeout_s:g} s"))
+            elif self.started and now - self.started > limits.request_timeout_s:
                 self._refuse(ProtocolError(408, "request_timeout", "the request did not arrive "
                                            f"within {limits.request_timeout_s:g} s"))
-        elif now - self.last_active > limits.keepalive_timeout_s:
+        elif now - self.last_active > self.server.idle_timeout:
             self.close()
+
+    @property
+    def idle(self) -> bool:
+        """Between requests: nothing to answer, nothing arriving."""
+        return not (self.busy or self.closing or self.reading_request)
 
 
 @dataclass
@@ -466,13 +418,32 @@ class HttpServer:
         cached = self._heads.get(head)
         if cached is None:
             parsed = parse_head(head)
-            cached = (parsed, _framing(parsed, self.limits.max_body_bytes))
+            cached = (parsed, framing(parsed, self.limits.max_body_bytes))
             if len(self._heads) >= HEAD_CACHE_SIZE:
                 self._heads.clear()
             self._heads[head] = cached
         template, length = cached
         return Request(template.method, template.path, template.query, template.version,
                        template.headers), length
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.limits.idle_timeout(len(self.connections))
+
+    def admit(self, conn: _Connection) -> bool:
+        """Count a new connection in; at the limit the longest-idle one makes room, and with
+        none idle the new one is refused (False)."""
+        if len(self.connections) >= self.limits.max_connections:
+            idle = [c for c in self.connections if c.idle]
+            if not idle:
+                log.warning("refusing a connection: %d open (max_connections)",
+                            len(self.connections))
+                return False
+            victim = min(idle, key=lambda c: c.last_active)
+            victim.close()
+            self.connections.discard(victim)  # connection_lost comes later, forget() is safe
+        self.connections.add(conn)
+        return True
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         self.routes.setdefault(path, {})[method] = handler
@@ -519,7 +490,7 @@ class HttpServer:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(SWEEP_S)
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.sweep(now)

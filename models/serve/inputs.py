@@ -36,7 +36,13 @@ def _non_number(values: Any) -> str:
 def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np.ndarray:
     try:
         data = jsonio.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise BadInput(400, "malformed_json", f"body is not UTF-8 (JSON is sent as UTF-8): "
+                       f"{exc}") from exc
+    except RecursionError as exc:
+        raise BadInput(400, "malformed_json", "body nests arrays or objects too deeply "
+                       f"(expected {EXAMPLE}: two levels)") from exc
+    except ValueError as exc:  # also an integer of more than 4300 digits
         raise BadInput(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or "inputs" not in data:
         raise BadInput(422, "missing_inputs",
@@ -52,6 +58,14 @@ def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np
                        f"'inputs' has {len(inputs)} rows (at most {max_rows} per request)")
     try:
         arr = np.asarray(inputs)
+        if arr.dtype == object and not _non_number(inputs):  # integers beyond int64
+            arr = np.asarray(inputs, dtype=np.float64)
+    except OverflowError as exc:
+        raise BadInput(422, "non_finite", f"'inputs' holds a number too large for float32: "
+                       f"{exc}") from exc
+    except RecursionError as exc:
+        raise BadInput(422, "wrong_shape", f"'inputs' nests lists too deeply (expected shape "
+                       f"{_shape(feature_shape)})") from exc
     except (ValueError, TypeError) as exc:
         raise BadInput(422, "wrong_shape", f"'inputs' is ragged or not rectangular "
                        f"(expected shape {_shape(feature_shape)}): {exc}") from exc

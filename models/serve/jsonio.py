@@ -22,13 +22,15 @@ ACCELERATED = orjson is not None
 
 
 def loads(body: bytes) -> Any:
-    """Parse like ``json.loads`` (raises ValueError/UnicodeDecodeError the same way)."""
+    """Parse UTF-8 JSON like ``json.loads`` (raises ValueError, UnicodeDecodeError or
+    RecursionError the same way). Only UTF-8 (RFC 8259 8.1): the stdlib would also guess
+    UTF-16 and UTF-32 from the bytes, which orjson does not, so the two would disagree."""
     if orjson is not None:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(body)
+    return json.loads(body.decode("utf-8"))
 
 
 def dumps(payload: dict[str, Any]) -> bytes:

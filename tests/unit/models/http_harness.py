@@ -195,9 +195,10 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
 
 
 def req(method: str, target: str, *headers: str, body: bytes = b"",
-        version: str = "HTTP/1.1") -> bytes:
-    """A request; Content-Length is added for a body unless a framing header is given."""
-    lines = [f"{method} {target} {version}", *headers]
+        version: str = "HTTP/1.1", host: str | None = "test") -> bytes:
+    """A request; ``Host`` comes first unless ``host`` is None, and Content-Length is added for
+    a body unless a framing header is given."""
+    lines = [f"{method} {target} {version}", *([f"Host: {host}"] if host else []), *headers]
     framed = any(h.lower().startswith(("content-length:", "transfer-encoding:")) for h in headers)
     if body and not framed:
         lines.append(f"Content-Length: {len(body)}")

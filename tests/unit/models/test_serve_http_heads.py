@@ -11,31 +11,51 @@ from tests.unit.models.http_harness import HELLO_BODY, Run, assert_refused, serv
 # ---- malformed heads --------------------------------------------------------------------------
 
 
+H = b"Host: t\r\n"
+
+MALFORMED_HEADS = [
+    (b"GET /hello\r\n" + H, 400, "bad_request", "two-part-request-line"),
+    (b"GET /hello HTTP/1.1 x\r\n" + H, 400, "bad_request", "four-parts"),
+    (b"GET  /hello HTTP/1.1\r\n" + H, 400, "bad_request", "double-space"),
+    (b"GET /hello  HTTP/1.1\r\n" + H, 400, "bad_request", "double-space-before-version"),
+    (b"G(T /hello HTTP/1.1\r\n" + H, 400, "bad_request", "method-not-token"),
+    (b"BREW /hello HTTP/1.1\r\n" + H, 501, "not_implemented", "unknown-method"),
+    (b"GET /hello http/1.1\r\n" + H, 400, "bad_request", "lower-case-version"),
+    (b"GET /hello HTTP/2.0\r\n" + H, 505, "http_version_not_supported", "http2"),
+    (b"GET /hello HTTP/0.9\r\n" + H, 505, "http_version_not_supported", "http09"),
+    (b"GET hello HTTP/1.1\r\n" + H, 400, "bad_request", "target-no-slash"),
+    (b"GET http://h/hello HTTP/1.1\r\n" + H, 400, "bad_request", "absolute-form-target"),
+    (b"OPTIONS * HTTP/1.1\r\n" + H, 400, "bad_request", "asterisk-target"),
+    (b"GET /he\x00llo HTTP/1.1\r\n" + H, 400, "bad_request", "nul-in-target"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A example\r\n", 400, "bad_request",
+     "header-without-colon"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A : example\r\n", 400, "bad_request",
+     "space-before-colon"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: one\r\n  two\r\n", 400, "bad_request",
+     "obs-fold"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: one\r\n\ttwo: x\r\n", 400, "bad_request",
+     "obs-fold-with-colon"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b": value\r\n", 400, "bad_request", "empty-header-name"),
+    # control characters in field values: each a smuggling primitive behind a lenient proxy
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\nX-B: b\r\n", 400, "bad_request",
+     "bare-lf-in-value"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\rX-B: b\r\n", 400, "bad_request",
+     "bare-cr-in-value"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n", 400, "bad_request", "nul-in-value"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\x01b\r\n", 400, "bad_request", "soh-in-value"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\x7fb\r\n", 400, "bad_request", "del-in-value"),
+    (b"GET /hello HTTP/1.1\nHost: t\n", 400, "bad_request", "bare-lf-line-ends"),
+    (b"GET /hello HTTP/1.1\r\n" + H + b"X-\x00A: b\r\n", 400, "bad_request", "nul-in-name"),
+    # Host: exactly one on HTTP/1.1 (RFC 9112 3.2)
+    (b"GET /hello HTTP/1.1\r\n", 400, "bad_request", "http11-without-host"),
+    (b"GET /hello HTTP/1.1\r\n" + H + H, 400, "bad_request", "two-host-headers"),
+    (b"GET /hello HTTP/1.0\r\n" + H + H, 400, "bad_request", "two-host-headers-http10"),
+]
+
+
 @pytest.mark.parametrize(("head", "status", "code"), [
-    pytest.param(b"GET /hello\r\n\r\n", 400, "bad_request", id="two-part-request-line"),
-    pytest.param(b"GET /hello HTTP/1.1 x\r\n\r\n", 400, "bad_request", id="four-parts"),
-    pytest.param(b"GET  /hello HTTP/1.1\r\n\r\n", 400, "bad_request", id="double-space"),
-    pytest.param(b"G(T /hello HTTP/1.1\r\n\r\n", 400, "bad_request", id="method-not-token"),
-    pytest.param(b"GET /hello http/1.1\r\n\r\n", 400, "bad_request", id="lower-case-version"),
-    pytest.param(b"GET /hello HTTP/2.0\r\n\r\n", 505, "http_version_not_supported",
-                 id="http2"),
-    pytest.param(b"GET /hello HTTP/0.9\r\n\r\n", 505, "http_version_not_supported",
-                 id="http09"),
-    pytest.param(b"GET hello HTTP/1.1\r\n\r\n", 400, "bad_request", id="target-no-slash"),
-    pytest.param(b"GET http://h/hello HTTP/1.1\r\n\r\n", 400, "bad_request",
-                 id="absolute-form-target"),
-    pytest.param(b"OPTIONS * HTTP/1.1\r\n\r\n", 400, "bad_request", id="asterisk-target"),
-    pytest.param(b"GET /hello HTTP/1.1\r\nHost example\r\n\r\n", 400, "bad_request",
-                 id="header-without-colon"),
-    pytest.param(b"GET /hello HTTP/1.1\r\nHost : example\r\n\r\n", 400, "bad_request",
-                 id="space-before-colon"),
-    pytest.param(b"GET /hello HTTP/1.1\r\nX-A: one\r\n  two\r\n\r\n", 400, "bad_request",
-                 id="obs-fold"),
-    pytest.param(b"GET /hello HTTP/1.1\r\nX-A: one\r\n\ttwo: x\r\n\r\n", 400, "bad_request",
-                 id="obs-fold-with-colon"),
-    pytest.param(b"GET /hello HTTP/1.1\r\n: value\r\n\r\n", 400, "bad_request",
-                 id="empty-header-name"),
-])
+    pytest.param(head + b"\r\n", status, code, id=name)
+    for head, status, code, name in MALFORMED_HEADS])
 def test_malformed_head_is_refused(run: Run, head: bytes, status: int, code: str) -> None:
     async def scenario() -> None:
         async with serving() as app:
@@ -51,13 +71,13 @@ HEAD_LIMIT = 256
 
 def _head_of(size: int) -> bytes:
     """A GET head of exactly ``size`` bytes before its blank line."""
-    start = b"GET /hello HTTP/1.1\r\nX-Pad: "
+    start = b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Pad: "
     return start + b"p" * (size - len(start)) + b"\r\n\r\n"
 
 
 @pytest.mark.parametrize("data", [
     pytest.param(_head_of(HEAD_LIMIT + 1), id="complete-head-one-byte-over"),
-    pytest.param(b"GET /hello HTTP/1.1\r\nX-Pad: " + b"p" * 2 * HEAD_LIMIT,
+    pytest.param(b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"p" * 2 * HEAD_LIMIT,
                  id="unfinished-head-over"),
 ])
 def test_head_over_max_head_bytes_is_431(run: Run, data: bytes) -> None:
@@ -100,8 +120,8 @@ def test_a_repeated_head_is_parsed_once_into_distinct_requests() -> None:
 
 @pytest.mark.parametrize("head", [
     b"GET /hello HTTP/2.0",
-    b"POST /predict HTTP/1.1\r\nContent-Length: 99999999",
-    b"POST /predict HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
+    b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999",
+    b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
 ])
 def test_a_refused_head_is_refused_again_and_never_cached(head: bytes) -> None:
     server = HttpServer(Limits(max_body_bytes=1000))
@@ -114,6 +134,6 @@ def test_a_refused_head_is_refused_again_and_never_cached(head: bytes) -> None:
 def test_the_head_cache_is_bounded() -> None:
     server = HttpServer()
     for n in range(http.HEAD_CACHE_SIZE + 5):
-        request, length = server.read_head(b"POST /p HTTP/1.1\r\nContent-Length: %d" % n)
+        request, length = server.read_head(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: %d" % n)
         assert length == n and request.headers["content-length"] == str(n)
     assert len(server._heads) <= http.HEAD_CACHE_SIZE

@@ -80,7 +80,7 @@ def test_request_timeout_counts_from_the_first_byte_of_each_request(run: Run) ->
             conn = app.connection()
             await until(lambda: bool(conn.buf))
             conn.sweep(time.monotonic() + 0.8)  # 0.8 s into this request: not late
-            await client.send(b"lo HTTP/1.1\r\n\r\n")
+            await client.send(b"lo HTTP/1.1\r\nHost: t\r\n\r\n")
             reply = await client.reply()
             assert (reply.status, reply.body) == (200, HELLO_BODY)
 
@@ -118,7 +118,7 @@ def test_shutdown_lets_a_partial_request_finish_and_answers_it_with_close(run: R
             await until(lambda: bool(app.connection().buf))
             shutdown = asyncio.ensure_future(app.server.shutdown(5.0))
             await asyncio.sleep(0.05)
-            await client.send(b"lo HTTP/1.1\r\n\r\n")
+            await client.send(b"lo HTTP/1.1\r\nHost: t\r\n\r\n")
             reply = await client.reply()
             assert (reply.body, reply.headers["connection"]) == (HELLO_BODY, "close")
             await shutdown
@@ -183,7 +183,7 @@ def test_reading_counts_connections_between_head_and_body(run: Run) -> None:
             assert server.reading == 0
             await sized.send(req("POST", "/echo", "Content-Length: 10") + b"abc")
             await until(lambda: server.reading == 1)
-            await partial_head.send(b"POST /echo HTTP/1.1\r\nContent-Len")
+            await partial_head.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Len")
             await chunked.send(req("POST", "/echo", *CHUNKED) + b"3\r\nabc\r\n")
             await until(lambda: server.reading == 2)
             await sized.send(b"defghij")
