@@ -23,6 +23,7 @@ from stacks.config import (
     ConfigReader,
     check_name,
     full_key,
+    get_choice,
     get_int,
     get_str,
     get_str_list,
@@ -68,6 +69,7 @@ class SecretEnv:
     env: str
     secret: str
     key: str
+    path: str  # Vault KV path under secret/suite/ (where the Secret's value is synced from)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class KubernetesConfig:
     extra_hostnames: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     egress_ports: tuple[int, ...] = ()
+    #: External Secrets Operator store that reads the platform's Vault; None: Secrets exist
+    secret_store: str | None = None
+    secret_store_kind: str = "ClusterSecretStore"  # noqa: S105 - a resource kind, not a secret
     model_claim: str | None = None
     model_version: str | None = None
     service_account_annotations: Mapping[str, str] = field(default_factory=dict)
@@ -124,8 +129,8 @@ class KubernetesConfig:
 
     @property
     def secret_env(self) -> tuple[SecretEnv, ...]:
-        return tuple(SecretEnv(ref.env, secret_name(self.spec.service, ref.path), ref.key)
-                     for ref in self.spec.secrets)
+        return tuple(SecretEnv(ref.env, secret_name(self.spec.service, ref.path), ref.key,
+                               ref.path) for ref in self.spec.secrets)
 
     @property
     def secret_names(self) -> tuple[str, ...]:
@@ -251,6 +256,9 @@ def load_kubernetes(reader: ConfigReader, root: Path = REPO_ROOT,
     account = check_name(get_str(reader, "serviceAccount", spec.service) or "",
                          full_key(reader, "serviceAccount"))
     claim, version = _model(reader, spec)
+    store = get_str(reader, "secretStore")
+    if store is not None:
+        check_name(store, full_key(reader, "secretStore"))
     return KubernetesConfig(
         spec=spec,
         workload=Workload(namespace, account),
@@ -268,6 +276,9 @@ def load_kubernetes(reader: ConfigReader, root: Path = REPO_ROOT,
         extra_hostnames=_hostnames(reader),
         extra_env=_extra_env(reader, spec),
         egress_ports=_egress_ports(reader),
+        secret_store=store,
+        secret_store_kind=get_choice(reader, "secretStoreKind",
+                                     ("ClusterSecretStore", "SecretStore"), "ClusterSecretStore"),
         model_claim=claim,
         model_version=version,
         service_account_annotations=get_str_map(reader, "serviceAccountAnnotations"),

@@ -21,6 +21,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from stacks.components.pod import PORT_NAME
+from stacks.components.secrets import EXTERNAL_SECRETS_API, external_secret_spec
 from stacks.components.track import SERVICE_PORT, ServiceTrack
 from stacks.k8s_config import KubernetesConfig
 from stacks.tags import RequiredTags
@@ -93,6 +94,18 @@ def _network_policies(
     return [deny, allow]
 
 
+def _external_secrets(
+    cfg: KubernetesConfig, labels: dict[str, str], opts: pulumi.ResourceOptions
+) -> list[k8s.apiextensions.CustomResource]:
+    """One ExternalSecret per Secret the pods reference, when ``suite:secretStore`` is set."""
+    if not cfg.secret_store:
+        return []
+    return [k8s.apiextensions.CustomResource(
+        f"{secret}-sync", api_version=EXTERNAL_SECRETS_API, kind="ExternalSecret",
+        metadata={"name": secret, "namespace": cfg.namespace, "labels": labels},
+        spec=external_secret_spec(cfg, secret), opts=opts) for secret in cfg.secret_names]
+
+
 def program(cfg: KubernetesConfig, tags: RequiredTags) -> dict[str, Any]:
     """Declare the resources; returns the stack outputs."""
     base = _opts(cfg) or pulumi.ResourceOptions()
@@ -115,10 +128,11 @@ def program(cfg: KubernetesConfig, tags: RequiredTags) -> dict[str, Any]:
         automount_service_account_token=False,
         opts=in_ns,
     )
+    synced = _external_secrets(cfg, labels, in_ns)
     after_account = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(
-        depends_on=[namespace, account]))
+        depends_on=[namespace, account, *synced]))
     stable = ServiceTrack("stable", cfg, cfg.stable_image,
-                              (cfg.min_replicas, cfg.max_replicas), labels, after_account)
+                          (cfg.min_replicas, cfg.max_replicas), labels, after_account)
     tracks = [stable]
     if cfg.canary_image:
         tracks.append(ServiceTrack(

@@ -70,7 +70,41 @@ SERVICES: dict[str, dict[str, Any]] = {
                      "namespace": "model-serving", "modelVersion": "7"},
     "httpbin": {"manifest": HTTPBIN, "stableImage": "registry.example.com/teams/httpbin:2.0.1",
                 "canaryImage": f"registry.example.com/teams/httpbin@{DIGEST}",
-                "egressPorts": [5432]},
+                "egressPorts": [5432], "secretStore": "suite-vault"},
+}
+
+
+#: the part of the External Secrets Operator v1 ExternalSecret schema the program uses
+EXTERNALSECRET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "external-secrets.io/v1"},
+        "kind": {"const": "ExternalSecret"},
+        "spec": {
+            "type": "object", "additionalProperties": False,
+            "required": ["secretStoreRef", "target", "data"],
+            "properties": {
+                "refreshInterval": {"type": "string"},
+                "secretStoreRef": {"type": "object", "additionalProperties": False,
+                                   "required": ["name"], "properties": {
+                                       "name": {"type": "string"},
+                                       "kind": {"enum": ["SecretStore", "ClusterSecretStore"]}}},
+                "target": {"type": "object", "additionalProperties": False, "properties": {
+                    "name": {"type": "string"},
+                    "creationPolicy": {"enum": ["Owner", "Orphan", "Merge", "None"]},
+                    "deletionPolicy": {"enum": ["Delete", "Merge", "Retain"]}}},
+                "data": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["secretKey", "remoteRef"], "properties": {
+                        "secretKey": {"type": "string"},
+                        "remoteRef": {"type": "object", "additionalProperties": False,
+                                      "required": ["key"], "properties": {
+                                          "key": {"type": "string"},
+                                          "property": {"type": "string"}}}}}},
+            },
+        },
+    },
 }
 
 
@@ -87,7 +121,7 @@ def documents(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def test_every_object_is_rendered(rendered: list[Path]) -> None:
-    kinds = sorted(d["kind"] for d in documents(rendered))
+    kinds = sorted(d["kind"] for d in documents(rendered) if d["kind"] != "ExternalSecret")
     assert kinds == sorted(["Namespace", "ServiceAccount", "NetworkPolicy", "NetworkPolicy",
                             "Deployment", "Deployment", "Service", "Service",
                             "HorizontalPodAutoscaler", "HorizontalPodAutoscaler",
@@ -96,7 +130,7 @@ def test_every_object_is_rendered(rendered: list[Path]) -> None:
 
 def test_builtin_kinds_validate_against_the_kubernetes_schemas(rendered: list[Path]) -> None:
     for path, document in zip(rendered, documents(rendered), strict=True):
-        if document["kind"] == "HTTPRoute":
+        if document["kind"] in ("HTTPRoute", "ExternalSecret"):
             continue
         try:
             kubernetes_validate.validate(document, K8S_VERSION, strict=True)
@@ -109,6 +143,14 @@ def test_httproute_matches_the_gateway_api_schema(rendered: list[Path]) -> None:
     jsonschema.validate(route, HTTPROUTE_SCHEMA)
     weights = [ref["weight"] for ref in route["spec"]["rules"][0]["backendRefs"]]
     assert weights == [75, 25]
+
+
+def test_externalsecrets_match_the_operator_schema(rendered: list[Path]) -> None:
+    synced = [d for d in documents(rendered) if d["kind"] == "ExternalSecret"]
+    for document in synced:
+        jsonschema.validate(document, EXTERNALSECRET_SCHEMA)
+    names = sorted(d["metadata"]["name"] for d in synced)
+    assert names in ([], ["httpbin-db", "httpbin-upstream-api"])
 
 
 def test_secrets_are_references_and_the_model_a_read_only_claim(rendered: list[Path]) -> None:

@@ -343,3 +343,27 @@ def test_extra_egress_ports_are_opened(httpbin: mocks.Recorder) -> None:
     policy = httpbin.one(POLICY, "httpbin-traffic")
     ports = policy.inputs["spec"]["egress"][1]["ports"]
     assert ports == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 5432}]
+
+
+EXTERNAL_SECRET = "kubernetes:external-secrets.io/v1:ExternalSecret"
+
+
+def test_without_a_secret_store_no_secret_object_is_declared(httpbin: mocks.Recorder) -> None:
+    assert httpbin.of_type(EXTERNAL_SECRET) == []
+
+
+def test_a_secret_store_syncs_each_secret_from_vault_by_path_only() -> None:
+    stack = program(HTTPBIN, HTTPBIN_STABLE, secretStore="suite-vault")
+    synced = {r.inputs["metadata"]["name"]: r for r in stack.of_type(EXTERNAL_SECRET)}
+    assert sorted(synced) == ["httpbin-db", "httpbin-upstream-api"]
+    db = synced["httpbin-db"]
+    assert db.inputs["spec"] == {
+        "refreshInterval": "1h",
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": "suite-vault"},
+        "target": {"name": "httpbin-db", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
+        "data": [{"secretKey": "password",
+                  "remoteRef": {"key": "suite/services/httpbin/db", "property": "password"}}],
+    }, db.urn
+    # the pods wait for their Secrets to be synced
+    deployment = stack.one(DEPLOYMENT, "httpbin-stable")
+    assert {r.urn for r in synced.values()} <= deployment.depends_on, deployment.urn
