@@ -86,6 +86,23 @@ class _Threshold(_Strict):
     count: int | None = Field(default=None, ge=1)
 
 
+class _SequentialMetric(_Strict):
+    name: str = Field(pattern=_NAME)
+    kind: Literal["rate", "histogram"]
+    # raw counters, no sum()/rate()/increase(): each series is followed for counter resets
+    events_query: str | None = None  # rate: events (e.g. 5xx responses)
+    exposure_query: str | None = None  # rate: exposure (e.g. all requests)
+    buckets_query: str | None = None  # histogram: the *_bucket series (with their le label)
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    critical: bool = True  # a rejection ends the step FAIL at once
+    alpha: float | None = Field(default=None, gt=0, lt=1)
+
+
+class _Sequential(_Strict):
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    metrics: list[_SequentialMetric] = Field(min_length=1)
+
+
 class _Template(_Strict):
     provider: _Provider = Field(default_factory=_Provider)
     step_seconds: float = Field(default=1.0, gt=0)
@@ -96,6 +113,7 @@ class _Template(_Strict):
     groups: dict[str, float] = Field(default_factory=dict)
     metrics: list[_Metric] = Field(min_length=1)
     thresholds: list[_Threshold] = Field(default_factory=list)
+    sequential: _Sequential | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,18 @@ class TemplateThreshold:
 
 
 @dataclass(frozen=True)
+class SequentialMetric:
+    """One anytime-valid monitor (tasks/canary/sequential.py) fed at every scrape."""
+
+    name: str
+    kind: str  # "rate" | "histogram"
+    queries: Mapping[str, str]  # rate: events, exposure; histogram: buckets
+    direction: str = "increase"
+    critical: bool = True
+    alpha: float = 0.01
+
+
+@dataclass(frozen=True)
 class CanaryTemplate:
     metrics: tuple[TemplateMetric, ...]
     baseline_labels: Mapping[str, str]
@@ -130,6 +160,7 @@ class CanaryTemplate:
     window_seconds: float = 60.0
     variables: Mapping[str, str] = field(default_factory=dict)
     source: str = "template"
+    sequential: tuple[SequentialMetric, ...] = ()  # off unless the template has `sequential:`
 
     def labels(self, target: str) -> Mapping[str, str]:
         return self.canary_labels if target == "canary" else self.baseline_labels
@@ -225,6 +256,51 @@ def _threshold(
     return TemplateThreshold(spec.name, spec.query, spec.target, check)
 
 
+_SEQUENTIAL_QUERIES = {
+    "rate": {"events_query": "events", "exposure_query": "exposure"},
+    "histogram": {"buckets_query": "buckets"},
+}
+
+
+def _sequential(where: str, raw: _Template) -> tuple[SequentialMetric, ...]:
+    if raw.sequential is None:
+        return ()
+    _check_unique(where, "sequential.metrics", [m.name for m in raw.sequential.metrics])
+    metrics = []
+    for index, spec in enumerate(raw.sequential.metrics):
+        key = f"sequential.metrics[{index}]"
+        wanted = _SEQUENTIAL_QUERIES[spec.kind]
+        queries = {}
+        for name in ("events_query", "exposure_query", "buckets_query"):
+            text = getattr(spec, name)
+            if name in wanted and text is None:
+                raise ConfigError(
+                    f"{where}: {key}.{name} is missing (kind {spec.kind!r} needs "
+                    f"{' and '.join(wanted)}, e.g. {name}: "
+                    f"'{_SEQUENTIAL_EXAMPLES[name]}')"
+                )
+            if name not in wanted and text is not None:
+                raise ConfigError(
+                    f"{where}: {key}.{name} is set but kind is {spec.kind!r} "
+                    f"(expected only {' and '.join(wanted)}; remove {name} or change kind)"
+                )
+            if text is not None:
+                _check_query(where, f"{key}.{name}", text, raw.variables)
+                queries[wanted[name]] = text
+        alpha = spec.alpha if spec.alpha is not None else raw.sequential.alpha
+        metrics.append(
+            SequentialMetric(spec.name, spec.kind, queries, spec.direction, spec.critical, alpha)
+        )
+    return tuple(metrics)
+
+
+_SEQUENTIAL_EXAMPLES = {
+    "events_query": 'http_requests_total{${selector},code=~"5.."}',
+    "exposure_query": "http_requests_total{${selector}}",
+    "buckets_query": "http_request_duration_seconds_bucket{${selector}}",
+}
+
+
 def _check_groups(where: str, raw: _Template) -> None:
     used = {m.group for m in raw.metrics}
     for group, weight in raw.groups.items():
@@ -293,6 +369,7 @@ def parse(data: Any, where: str = "canary template") -> CanaryTemplate:
         window_seconds=raw.window_seconds,
         variables=dict(raw.variables),
         source=where,
+        sequential=_sequential(where, raw),
     )
 
 

@@ -1,6 +1,13 @@
 """One canary analysis step: threshold checks measured every ``interval`` while traffic flows,
 then the judge over the whole step window. A FAILED threshold ends the step at once, so a bad
 canary is rolled back within ``failure_limit x interval`` instead of at the end of the step.
+
+With a ``sequential:`` section in the template, anytime-valid monitors (tasks/canary/sequential.py)
+are fed the raw counters at every interval too; a critical one that rejects ends the step FAIL at
+once. Counter resets are handled here, per series, as Prometheus's ``increase()`` does: a series
+whose value went down restarted from zero, so its new value is all new counts (and the reset is
+reported on the check). A series first seen after the step's first look started during the step
+(e.g. the first 5xx creates its ``code`` series), so all of its value counts.
 """
 
 from __future__ import annotations
@@ -14,14 +21,177 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from policies.canary import CanaryTemplate
+from policies.canary import CanaryTemplate, SequentialMetric
 from policies.canary import load as load_template
+from suite.errors import ConfigError
 from suite.settings import Settings
 from tasks.canary.analysis import AnalysisResult, collect, judge, measure
-from tasks.canary.scoring import Verdict
+from tasks.canary.scoring import Verdict, worst
+from tasks.canary.sequential import HistogramMonitor, RateMonitor, SequentialResult
 from tasks.canary.thresholds import Phase, assess
 from tasks.metrics import get_provider
-from tasks.metrics.base import Measurement, MetricProvider, Samples
+from tasks.metrics.base import (
+    Measurement,
+    MetricProvider,
+    Samples,
+    SeriesProvider,
+    SeriesValues,
+    render_query,
+)
+
+
+@dataclass(frozen=True)
+class SequentialCheck:
+    """One sequential monitor over a step: its last result, when it crossed, p over time."""
+
+    name: str
+    kind: str
+    critical: bool
+    result: SequentialResult | None
+    crossed_at: float | None  # seconds into the step of the first rejection
+    history: tuple[tuple[float, float], ...]  # (seconds into the step, p-value) per look
+    error: str | None = None
+    resets: int = 0
+
+    @property
+    def rejected(self) -> bool:
+        return self.result is not None and self.result.reject
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "critical": self.critical,
+                "rejected": self.rejected, "crossed_at": self.crossed_at,
+                "history": [[round(t, 1), p] for t, p in self.history], "error": self.error,
+                "resets": self.resets,
+                "result": self.result.to_dict() if self.result is not None else None}
+
+
+_Key = tuple[tuple[str, str], ...]
+
+
+class _Counters:
+    """Raw counter series -> counts since the step's first look, resets handled per series."""
+
+    def __init__(self) -> None:
+        self.first: dict[_Key, float] | None = None
+        self.last: dict[_Key, float] = {}
+        self.carried: dict[_Key, float] = {}  # counts before each series' resets
+        self.resets = 0
+
+    def add(self, values: SeriesValues) -> dict[_Key, float]:
+        seen = dict(values.series)
+        if self.first is None:
+            self.first = dict(seen)
+        for key, value in seen.items():
+            if value < self.last.get(key, 0.0):
+                self.carried[key] = self.carried.get(key, 0.0) + self.last[key]
+                self.resets += 1
+            self.last[key] = value
+        return {key: self.carried.get(key, 0.0) + value - self.first.get(key, 0.0)
+                for key, value in self.last.items()}
+
+
+def _bound(key: _Key) -> float:
+    le = dict(key).get("le")
+    try:
+        return float(le) if le is not None else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+class _Watch:
+    """Feeds one template metric's monitor from the provider at every look."""
+
+    def __init__(self, metric: SequentialMetric, template: CanaryTemplate,
+                 values: Mapping[str, str]) -> None:
+        self.metric = metric
+        self.queries = {
+            (part, side): render_query(query, template.labels(side), values)
+            for part, query in metric.queries.items() for side in ("canary", "baseline")
+        }
+        self.counters = {key: _Counters() for key in self.queries}
+        self.monitor: RateMonitor | HistogramMonitor | None = None
+        self.result: SequentialResult | None = None
+        self.history: list[tuple[float, float]] = []
+        self.crossed_at: float | None = None
+        self.error: str | None = None
+        self.failed = False  # invalid counts: the monitor stops (its evidence is unusable)
+
+    def look(self, provider: SeriesProvider, seconds: float) -> None:
+        if self.failed:
+            return
+        counts = {}
+        for key, query in self.queries.items():
+            answer = provider.query_series(query)
+            if answer.error is not None:
+                self.error = f"{key[1]} {key[0]} query failed: {answer.error}"
+                return  # a missed look loses nothing: the next one has the cumulative counts
+            counts[key] = self.counters[key].add(answer)
+        try:
+            result = self._update(counts)
+        except ConfigError as exc:
+            self.error, self.failed = str(exc), True
+            return
+        self.error = None
+        if result is None:
+            return
+        self.result = result
+        self.history.append((seconds, self.result.p_value))
+        if self.result.reject and self.crossed_at is None:
+            self.crossed_at = seconds
+
+    def _update(
+        self, counts: Mapping[tuple[str, str], dict[_Key, float]]
+    ) -> SequentialResult | None:
+        m = self.metric
+        if m.kind == "rate":
+            if not isinstance(self.monitor, RateMonitor):
+                self.monitor = RateMonitor(alpha=m.alpha, direction=m.direction)
+            total = {key: sum(series.values()) for key, series in counts.items()}
+            return self.monitor.update(
+                total["events", "canary"], total["exposure", "canary"],
+                total["events", "baseline"], total["exposure", "baseline"])
+        sides = {}
+        for side in ("canary", "baseline"):
+            by_le: dict[float, float] = {}
+            for key, value in counts["buckets", side].items():
+                by_le[_bound(key)] = by_le.get(_bound(key), 0.0) + value
+            sides[side] = by_le
+        canary, baseline = sides["canary"], sides["baseline"]
+        if not canary or not baseline:  # no series yet on one side: nothing to compare
+            return self.monitor.result() if self.monitor else None
+        if set(canary) != set(baseline):
+            raise ConfigError(
+                f"canary buckets le={sorted(canary)} differ from baseline le={sorted(baseline)} "
+                "(expected the same histogram on both sides)")
+        bounds = sorted(canary)
+        if not isinstance(self.monitor, HistogramMonitor):
+            self.monitor = HistogramMonitor(bounds, alpha=m.alpha, direction=m.direction)
+        elif list(self.monitor.bounds) != bounds:
+            raise ConfigError(f"buckets changed during the step: le={bounds} "
+                              f"(expected le={list(self.monitor.bounds)})")
+        return self.monitor.update([canary[b] for b in bounds], [baseline[b] for b in bounds])
+
+    def check(self) -> SequentialCheck:
+        resets = sum(c.resets for c in self.counters.values())
+        return SequentialCheck(self.metric.name, self.metric.kind, self.metric.critical,
+                               self.result, self.crossed_at, tuple(self.history), self.error,
+                               resets)
+
+
+def _watches(provider: MetricProvider, template: CanaryTemplate,
+             variables: Mapping[str, str]) -> list[_Watch]:
+    values = {**template.variables, **variables}
+    return [_Watch(m, template, values) for m in template.sequential]
+
+
+def _sequential_verdict(result: AnalysisResult, checks: list[SequentialCheck]) -> AnalysisResult:
+    rejected = [c for c in checks if c.critical and c.rejected and c.result is not None]
+    if not rejected:
+        return result
+    reasons = [f"sequential {c.name} at {c.crossed_at:g} s: {c.result.reason}"
+               for c in rejected if c.result is not None and c.crossed_at is not None]
+    return replace(result, verdict=worst([result.verdict, Verdict.FAIL]),
+                   reason="; ".join([*reasons, result.reason]))
 
 
 @dataclass(frozen=True)
@@ -35,12 +205,14 @@ class StepAnalysis:
     stopped_early: bool
     points: dict[str, tuple[int, int]]  # metric -> (baseline points, canary points)
     result: AnalysisResult
+    sequential: tuple[SequentialCheck, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "weight": self.weight, "started": self.started,
                 "seconds": round(self.seconds, 1), "stopped_early": self.stopped_early,
                 "points": {k: list(v) for k, v in self.points.items()},
-                **self.result.to_dict()}
+                **self.result.to_dict(),
+                "sequential": [c.to_dict() for c in self.sequential]}
 
 
 def provider_for(template: CanaryTemplate, settings: Settings) -> MetricProvider:
@@ -77,6 +249,7 @@ def analyze_step(
     measurements: dict[str, list[Measurement]] = {t.name: [] for t in template.thresholds}
     stopped_early = False
     dead: list[str] = []
+    watches = _watches(provider, template, variables)
     while True:
         dead = health()
         if dead:
@@ -86,6 +259,14 @@ def analyze_step(
             measurements[name].append(m)
         if any(assess(t.check, measurements[t.name]).phase in (Phase.FAILED, Phase.ERROR)
                for t in template.thresholds):
+            stopped_early = True
+            break
+        for watch in watches:
+            if isinstance(provider, SeriesProvider):
+                watch.look(provider, clock() - began)
+            else:
+                watch.error = f"metric provider {provider.name!r} cannot list series"
+        if any(w.metric.critical and w.crossed_at is not None for w in watches):
             stopped_early = True
             break
         if clock() - began + interval_s >= duration_s:
@@ -98,9 +279,11 @@ def analyze_step(
     if dead:
         result = replace(result, verdict=Verdict.ERROR,
                          reason="; ".join(dead) + "; " + result.reason)
+    checks = [w.check() for w in watches]
+    result = _sequential_verdict(result, checks)
     points = {name: (_points(pair.baseline), _points(pair.canary)) for name, pair in series.items()}
     return StepAnalysis(step, weight, began_wall.isoformat(timespec="seconds"), elapsed,
-                        stopped_early, points, result)
+                        stopped_early, points, result, tuple(checks))
 
 
 @task(name="canary-analysis", cache_policy=NO_CACHE)
