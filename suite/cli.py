@@ -19,6 +19,8 @@ GROUPS = [
     "suite.commands.webhook",
     "suite.commands.load",
     "suite.commands.images",
+    "suite.commands.services",
+    "suite.commands.release",
 ]
 
 

@@ -1,0 +1,183 @@
+"""`suite release NAME [--sha SHA] [--wait] [--json]` and `suite release status | promote |
+abort NAME` (Argo Rollouts' words).
+
+``release`` starts the ``release/release`` deployment for a registered service on the work
+pool; ``--wait`` follows it (current step, weight, last verdict) and exits 0 when promoted, 1
+when rolled back or failed, printing the run's URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from suite import prefect_http
+from suite import settings as settings_mod
+from suite.errors import ConfigError, ServiceUnavailable
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+DEPLOYMENT = "release/release"
+
+
+def _run_state(api: str, run_id: str) -> dict[str, Any]:
+    resp = prefect_http.request(api, "GET", f"/flow_runs/{run_id}")
+    if resp.status_code != 200:
+        raise ServiceUnavailable(f"Prefect answered {resp.status_code} for flow run {run_id}")
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+def start(settings: settings_mod.Settings, service: str, sha: str,
+          triggered_by: str) -> str:
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from suite.services.registry import Registry
+
+    Registry(settings).get(service)  # an unknown name is refused before a run exists
+    params: dict[str, Any] = {"service": service, "triggered_by": triggered_by}
+    if sha:
+        params["git_sha"] = sha
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+            run = run_deployment(DEPLOYMENT, parameters=params, timeout=0,
+                                 tags=["cli", f"service:{service}"])
+    except Exception as exc:  # Prefect raises many types
+        raise ServiceUnavailable(f"starting {DEPLOYMENT} failed: {type(exc).__name__}: {exc} "
+                                 f"(`suite up` registers it)") from exc
+    return str(run.id)  # type: ignore[union-attr]
+
+
+def follow(settings: settings_mod.Settings, service: str, run_id: str,
+           quiet: bool) -> dict[str, Any]:
+    """Poll the run and the release record until the run ends; print progress lines."""
+    from tasks.control import Releases
+
+    releases, api, last = Releases(settings), settings.prefect_api_url, ""
+    while True:
+        run = _run_state(api, run_id)
+        state = run.get("state") or {}
+        active = releases.active(service)
+        line = f"{state.get('name', '?')}"
+        if active and active.flow_run_id == run_id:
+            line += f" · step {active.step or '-'} · weight {active.weight} %"
+            if active.verdict:
+                line += f" · last verdict {active.verdict}"
+            if active.phase not in ("running", "ended"):
+                line += f" · {active.phase}"
+        if line != last and not quiet:
+            print(f"  {line}", file=sys.stderr, flush=True)
+            last = line
+        if state.get("type") in TERMINAL:
+            break
+        time.sleep(2)
+    active = releases.active(service)
+    mine = active if active and active.flow_run_id == run_id else None
+    outcome = mine.outcome if mine and mine.outcome else (
+        "failed" if state.get("type") != "COMPLETED" else "promoted")
+    return {"service": service, "flow_run_id": run_id, "state": state.get("name"),
+            "outcome": outcome, "release": mine.release if mine else "",
+            "reason": mine.reason if mine else state.get("message", ""),
+            "url": f"{settings.url('prefect')}/runs/flow-run/{run_id}"}
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    settings = settings_mod.load()
+    run_id = start(settings, args.name, args.sha, args.triggered_by)
+    url = f"{settings.url('prefect')}/runs/flow-run/{run_id}"
+    if not args.wait:
+        print(json.dumps({"service": args.name, "flow_run_id": run_id, "url": url})
+              if args.json else f"started release of {args.name}: {url}")
+        return 0
+    if not args.json:
+        print(f"release of {args.name}: {url}", file=sys.stderr)
+    summary = follow(settings, args.name, run_id, quiet=args.json)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.name}: {summary['outcome']} ({summary['state']}): {summary['reason']}\n"
+              f"{url}")
+    return 0 if summary["outcome"] == "promoted" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tasks.control import Releases
+    from tasks.targets.state import FileStore
+
+    settings = settings_mod.load()
+    active = Releases(settings).active(args.name)
+    state = FileStore(settings.dir("targets", "local")).load(args.name)
+    data = {"service": args.name, "release": asdict(active) if active else None,
+            "stable": state.stable.workload.version if state.stable else None,
+            "canary": state.canary.workload.version if state.canary else None,
+            "canary_weight": state.canary_weight}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{args.name}: stable {data['stable'] or '-'}, canary {data['canary'] or '-'} "
+          f"at {state.canary_weight} %")
+    if active:
+        print(f"  release {active.release} ({active.strategy}) {active.phase}"
+              f"{' ' + active.outcome if active.outcome else ''}: step {active.step or '-'}, "
+              f"last verdict {active.verdict or '-'}  {active.reason[:160]}")
+        print(f"  {settings.url('prefect')}/runs/flow-run/{active.flow_run_id}")
+    return 0
+
+
+def _resume_if_paused(settings: settings_mod.Settings, run_id: str, decision: str,
+                      actor: str, reason: str) -> bool:
+    """A run paused for a MARGINAL approval gets the answer as its input."""
+    run = _run_state(settings.prefect_api_url, run_id)
+    if (run.get("state") or {}).get("type") != "PAUSED":
+        return False
+    resp = prefect_http.request(settings.prefect_api_url, "POST",
+                                f"/flow_runs/{run_id}/resume", json={"run_input": {
+                                    "decision": decision, "approver": actor, "reason": reason}})
+    if resp.status_code >= 300:
+        raise ServiceUnavailable(f"resuming {run_id} failed: {resp.status_code} {resp.text}")
+    return True
+
+
+def _command(args: argparse.Namespace, command: str) -> int:
+    from tasks.control import Command, Releases
+
+    settings = settings_mod.load()
+    actor = args.actor
+    active = Releases(settings).send(args.name, Command(command), actor, args.reason)
+    resumed = _resume_if_paused(settings, active.flow_run_id,
+                                "approve" if command == "promote" else "rollback", actor,
+                                args.reason)
+    print(f"{command} sent to release {active.release} of {args.name}"
+          f"{' (it was waiting for approval: resumed)' if resumed else ''}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = sub.add_parser("release", help="release a registered service; status | promote | abort")
+    p.add_argument("name", help="a registered service, or status | promote | abort")
+    p.add_argument("target", nargs="?", default="", help="the service, after status|promote|abort")
+    p.add_argument("--sha", default="", help="commit to release (default: the branch head)")
+    p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if promoted")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--actor", default="cli", help="who sends promote/abort (audited)")
+    p.add_argument("--reason", default="", help="why (promote/abort; audited)")
+    p.add_argument("--triggered-by", default="suite release (CLI)")
+    p.set_defaults(func=dispatch)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.name in ("status", "promote", "abort"):
+        if not args.target:
+            raise ConfigError(f"`suite release {args.name}` needs a service name")
+        action, args.name = args.name, args.target
+        if action == "status":
+            return cmd_status(args)
+        return _command(args, action)
+    if args.target:
+        raise ConfigError(f"unexpected argument {args.target!r} (did you mean "
+                          f"`suite release status {args.name}`?)")
+    return cmd_release(args)
