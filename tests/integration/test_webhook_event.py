@@ -1,6 +1,7 @@
-"""Event mode end to end: a signed push → `suite webhook serve --mode event` (a real process) →
-`git.push` event → the release deployment's trigger from prefect.yaml (registered by `suite
-deploy`, as `suite up` does) → a flow run of `release/release` carrying the pushed sha.
+"""Event mode end to end: a signed push of a registered service's repository → `suite webhook
+serve --mode event` (a real process, reading the platform's registry) → `git.push` event naming
+the service → the release deployment's trigger from prefect.yaml (registered by `suite deploy`, as
+`suite up` does) → a flow run of `release/release` carrying the service and the pushed sha.
 
 No release may run: the queue of the release deployment is paused while pushes are made, every
 run they create is cancelled before it is resumed, and the state history is checked afterwards.
@@ -23,13 +24,25 @@ from suite import vault
 from suite.deployments import deploy
 from suite.platform.services.prefect import WORK_POOL
 from suite.platform.services.webhook import WebhookService
+from suite.services.registry import Registration, Registry
 from suite.settings import Settings
 from tests.conftest import free_port, prefect_api
 from tests.integration.test_webhook import github, payload
+from tests.unit.webhook.repos import register
 
 pytestmark = pytest.mark.integration
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-CLONE_URL = "file:///srv/git/svc.git"
+SERVICE = "wh-event"
+UNREGISTERED = "https://gitea.example.com/acme/not-registered.git"
+
+
+@pytest.fixture(scope="module")
+def service(platform: Settings,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registration]:
+    registry = Registry(platform)
+    reg = register(registry, tmp_path_factory.mktemp("wh-event-repo") / "svc", SERVICE)
+    yield reg
+    registry.remove(SERVICE)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +52,7 @@ def release_deployment(platform: Settings) -> dict:
 
 
 @pytest.fixture(scope="module")
-def event_hook(platform: Settings, release_deployment: dict,
+def event_hook(platform: Settings, release_deployment: dict, service: Registration,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The receiver as the platform runs it (same environment: worker AppRole), in event mode."""
     client = vault.client(platform)
@@ -50,7 +63,7 @@ def event_hook(platform: Settings, release_deployment: dict,
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "suite.cli", "webhook", "serve", "--mode", "event",
-             "--branch", "main", "--port", str(port)],
+             "--port", str(port)],
             env=WebhookService(platform).env(), stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
@@ -131,8 +144,14 @@ def release_queue_paused(platform: Settings, deployment: dict) -> Iterator[set[s
             prefect(platform, "PATCH", queue, json={"is_paused": False})
 
 
-def push(hook: str, sha: str, branch: str = "main", signed: bool = True) -> httpx.Response:
-    body = payload(branch=branch, sha=sha, clone_url=CLONE_URL)
+def clone_url(reg: Registration) -> str:
+    return f"file://{reg.repository}"
+
+
+def push(hook: str, reg: Registration | None, sha: str, branch: str = "main",
+         signed: bool = True) -> httpx.Response:
+    """A push of ``reg``'s repository, or of an unregistered one when None."""
+    body = payload(clone_url(reg) if reg else UNREGISTERED, branch=branch, sha=sha)
     headers = github(body)
     if not signed:
         del headers["X-Hub-Signature-256"]
@@ -143,23 +162,26 @@ def new_sha() -> str:
     return uuid.uuid4().hex + "e7e7e7e7"
 
 
-def test_signed_push_emits_git_push_and_the_trigger_starts_release_with_the_pushed_sha(
-    platform: Settings, release_deployment: dict, event_hook: str
+def test_signed_push_emits_git_push_and_the_trigger_starts_release_of_the_service(
+    platform: Settings, release_deployment: dict, event_hook: str, service: Registration
 ):
     sha = new_sha()
     with release_queue_paused(platform, release_deployment) as pushed:
         pushed.add(sha)
         began = time.monotonic()
-        resp = push(event_hook, sha)
+        resp = push(event_hook, service, sha)
         assert resp.status_code == 202, resp.text
         answer = resp.json()
-        assert answer["status"] == "emitted" and answer["event"] == "git.push", answer
-        assert answer["automations"], answer  # the release deployment's trigger reacts
+        assert answer["status"] == "emitted", answer
+        ((emitted,),) = [answer["runs"]]
+        assert emitted["service"] == SERVICE and emitted["event"] == "git.push", answer
+        assert emitted["automations"], answer  # the release deployment's trigger reacts
         run = wait_release_run(platform, sha)
         latency = time.monotonic() - began
         assert run["deployment_id"] == release_deployment["id"]
+        assert run["parameters"]["service"] == SERVICE
         assert run["parameters"]["git_sha"] == sha
-        assert run["parameters"]["repository"] == CLONE_URL
+        assert "repository" not in run["parameters"]  # the flow reads it from the registry
         assert run["parameters"]["triggered_by"] == "git.push event from ann (acme/svc@main)"
         assert run["state_type"] == "SCHEDULED", run["state"]  # its queue is paused
         cancelled = cancel(platform, run["id"])
@@ -172,26 +194,30 @@ def test_signed_push_emits_git_push_and_the_trigger_starts_release_with_the_push
     assert latency < 30, f"push → flow run took {latency:.1f} s"
 
 
-def test_unsigned_and_other_branch_pushes_emit_nothing_and_start_no_release(
-    platform: Settings, release_deployment: dict, event_hook: str
+def test_unsigned_other_branch_and_unregistered_pushes_emit_nothing_and_start_no_release(
+    platform: Settings, release_deployment: dict, event_hook: str, service: Registration
 ):
-    unsigned, other_branch, fence = new_sha(), new_sha(), new_sha()
+    unsigned, other_branch, unregistered, fence = new_sha(), new_sha(), new_sha(), new_sha()
     with release_queue_paused(platform, release_deployment) as pushed:
-        pushed.update({unsigned, other_branch, fence})
-        resp = push(event_hook, unsigned, signed=False)
+        pushed.update({unsigned, other_branch, unregistered, fence})
+        resp = push(event_hook, service, unsigned, signed=False)
         assert resp.status_code == 401 and "X-Hub-Signature-256" in resp.json()["error"]
-        resp = push(event_hook, other_branch, branch="feature/x")
+        resp = push(event_hook, service, other_branch, branch="feature/x")
         assert resp.status_code == 200 and resp.json()["status"] == "ignored", resp.text
-        assert "does not match the filter" in resp.json()["reason"]
+        assert resp.json()["reason"] == f"{SERVICE}: releases from branch 'main', not 'feature/x'"
+        resp = push(event_hook, None, unregistered)
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["register"] == f"suite services add {UNREGISTERED} --branch main"
         # a valid push after them: once its run exists, theirs would exist too
-        assert push(event_hook, fence).status_code == 202
+        assert push(event_hook, service, fence).status_code == 202
         cancel(platform, wait_release_run(platform, fence)["id"])
         assert release_runs(platform, unsigned) == []
         assert release_runs(platform, other_branch) == []
+        assert release_runs(platform, unregistered) == []
 
 
 def test_receiver_refuses_with_502_when_no_automation_reacts(
-    platform: Settings, release_deployment: dict, event_hook: str
+    platform: Settings, release_deployment: dict, event_hook: str, service: Registration
 ):
     """Without an enabled trigger the event would start nothing: the push is refused, and its
     delivery id forgotten so the forge's redelivery is accepted once the trigger is back."""
@@ -200,7 +226,7 @@ def test_receiver_refuses_with_502_when_no_automation_reacts(
                                            for act in a["actions"])]
     assert automations, "prefect.yaml's release trigger was not registered as an automation"
     sha = new_sha()
-    body = payload(sha=sha, clone_url=CLONE_URL)
+    body = payload(clone_url(service), sha=sha)
     headers = github(body)
     with release_queue_paused(platform, release_deployment) as pushed:
         pushed.add(sha)
