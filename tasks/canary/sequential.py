@@ -47,6 +47,7 @@ from suite.errors import ConfigError
 from tasks.canary.config import Direction
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+Counts = Sequence[float] | np.ndarray[Any, Any]  # cumulative bucket counts, in bounds' order
 
 #: log rate-ratio grid: ratios 1/1000 .. 1000 (an error rate going 0 -> 5 % is "ratio 1000")
 RATE_GRID = np.linspace(-math.log(1000.0), math.log(1000.0), 277)
@@ -339,7 +340,7 @@ class HistogramMonitor:
         zero = np.zeros(len(self.bounds))
         self._last = (zero, zero)
 
-    def _buckets(self, side: str, buckets: Sequence[float]) -> FloatArray:
+    def _buckets(self, side: str, buckets: Counts) -> FloatArray:
         if len(buckets) != len(self.bounds):
             raise InvalidCounts(
                 f"{side} has {len(buckets)} buckets, the monitor {len(self.bounds)} "
@@ -367,7 +368,7 @@ class HistogramMonitor:
         return counts
 
     def update(
-        self, canary_buckets: Sequence[float], baseline_buckets: Sequence[float]
+        self, canary_buckets: Counts, baseline_buckets: Counts
     ) -> SequentialResult:
         """Take each side's cumulative bucket counts so far, in the order of ``bounds``."""
         canary = self._buckets("canary", canary_buckets)
