@@ -43,7 +43,9 @@ def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np
         raise BadInput(400, "malformed_json", "body nests arrays or objects too deeply "
                        f"(expected {EXAMPLE}: two levels)") from exc
     except ValueError as exc:  # also an integer of more than 4300 digits
-        raise BadInput(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
+        hint = " (it holds NUL bytes: UTF-16 or UTF-32? JSON is sent as UTF-8)" \
+            if b"\x00" in body else ""
+        raise BadInput(400, "malformed_json", f"body is not valid JSON: {exc}{hint}") from exc
     if not isinstance(data, dict) or "inputs" not in data:
         raise BadInput(422, "missing_inputs",
                        f"body must be a JSON object with key 'inputs', e.g. {EXAMPLE}")

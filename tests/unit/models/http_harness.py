@@ -21,7 +21,7 @@ from typing import Any
 
 from models.serve.http import HttpServer, Limits, Request, Response, json_response
 
-#: how long one read may wait; the sweeper runs every second, so timeouts need up to ~2.5 s
+#: how long one read may wait; the sweeper runs every 0.25 s, timeouts are short in tests
 READ_TIMEOUT_S = 3.0
 #: a whole scenario; a hang fails the test instead of stalling the run
 SCENARIO_TIMEOUT_S = 15.0
@@ -107,10 +107,10 @@ class Client:
         await self.writer.drain()
 
     async def send_slowly(self, data: bytes, piece: int) -> None:
-        """In ``piece``-byte writes, each its own segment (the server reads them one by one)."""
+        """In ``piece``-byte writes, each its own send (the server may read them one by one)."""
         for i in range(0, len(data), piece):
             await self.send(data[i:i + piece])
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0)  # let the server's loop run between the writes
 
     async def head(self) -> bytes:
         return await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)

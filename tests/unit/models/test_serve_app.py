@@ -79,6 +79,27 @@ def test_bad_requests_get_4xx_json(sklearn_onnx: Path, raw: bytes, status: int, 
     run_app(ServeConfig(model_uri=str(sklearn_onnx), max_body_bytes=1000), scenario)
 
 
+HOSTILE = [
+    b"[" * 200_000 + b"]" * 200_000,  # a RecursionError used to be answered 503 "not ready"
+    b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"inputs": [[' + b"9" * 5000 + b"]]}",
+    b'{"inputs": [[' + b"9" * 400 + b"]]}",
+    '{"inputs": [[1]]}'.encode("utf-16"),
+    b"\xef\xbb\xbf{}",
+]
+
+
+def test_hostile_bodies_get_4xx_and_never_5xx(sklearn_onnx: Path) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for raw in HOSTILE:
+            resp = await client.post("/predict", content=raw)
+            assert 400 <= resp.status_code < 500, (raw[:30], resp.text)
+            assert resp.json()["detail"]
+        assert (await client.get("/readyz")).status_code == 200
+
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
+
+
 def test_health_ready_model_and_metrics(sklearn_onnx: Path) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         assert (await client.get("/healthz")).status_code == 200

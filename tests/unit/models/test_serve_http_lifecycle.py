@@ -27,13 +27,15 @@ FAST = Limits(keepalive_timeout_s=0.3, request_timeout_s=0.3)
 
 def test_idle_keepalive_connection_is_closed(run: Run) -> None:
     async def scenario() -> None:
-        async with serving(FAST) as app:
+        async with serving(Limits(keepalive_timeout_s=60.0)) as app:
             client = await app.connect()
             await client.send(GET_HELLO)
             assert (await client.reply()).body == HELLO_BODY
-            idle_since = time.monotonic()
+            conn = app.connection()
+            conn.sweep(conn.last_active + 59)
+            assert not conn.closing
+            conn.sweep(conn.last_active + 61)
             assert await client.closed()
-            assert time.monotonic() - idle_since >= 0.3
 
     run(scenario())
 
@@ -75,9 +77,10 @@ def test_request_timeout_counts_from_the_first_byte_of_each_request(run: Run) ->
             client = await app.connect()
             await client.send(req("POST", "/echo", body=b"hi") + b"\r\n")
             assert (await client.reply()).body == b"hi"
-            await asyncio.sleep(0.4)  # idle, well within keepalive_timeout_s
-            await client.send(b"GET /hel")
             conn = app.connection()
+            await until(lambda: not conn.buf)  # the stray CRLF was dropped
+            conn.started = conn.head_started = 1.0  # as if it had come long ago
+            await client.send(b"GET /hel")
             await until(lambda: bool(conn.buf))
             conn.sweep(time.monotonic() + 0.8)  # 0.8 s into this request: not late
             await client.send(b"lo HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -96,15 +99,12 @@ def test_shutdown_answers_the_request_in_flight_with_connection_close(run: Run) 
             client = await app.connect()
             await client.send(req("POST", "/later?s=0.3", body=b"x"))
             await until(lambda: app.server.in_flight == 1)
-            loop = asyncio.get_running_loop()
-            began = loop.time()
             shutdown = asyncio.ensure_future(app.server.shutdown(5.0))
             reply = await client.reply()
             assert (reply.status, reply.body) == (200, b"later:x")
             assert reply.headers["connection"] == "close"
             assert await client.closed()
             await shutdown
-            assert 0.2 <= loop.time() - began < 2.0
             assert not app.server.connections
 
     run(scenario())
@@ -117,7 +117,7 @@ def test_shutdown_lets_a_partial_request_finish_and_answers_it_with_close(run: R
             await client.send(b"GET /hel")
             await until(lambda: bool(app.connection().buf))
             shutdown = asyncio.ensure_future(app.server.shutdown(5.0))
-            await asyncio.sleep(0.05)
+            await until(lambda: app.server.draining)
             await client.send(b"lo HTTP/1.1\r\nHost: t\r\n\r\n")
             reply = await client.reply()
             assert (reply.body, reply.headers["connection"]) == (HELLO_BODY, "close")
@@ -133,11 +133,9 @@ def test_shutdown_closes_idle_connections_at_once(run: Run) -> None:
             await used.send(GET_HELLO)
             assert (await used.reply()).body == HELLO_BODY
             await until(lambda: len(app.server.connections) == 2)
-            loop = asyncio.get_running_loop()
-            began = loop.time()
-            await app.server.shutdown(5.0)
-            assert loop.time() - began < 1.0
-            assert await used.closed() and await fresh.closed()
+            shutdown = asyncio.ensure_future(app.server.shutdown(60.0))
+            assert await used.closed() and await fresh.closed()  # long before the timeout
+            await shutdown
 
     run(scenario())
 
@@ -159,10 +157,7 @@ def test_shutdown_aborts_a_request_that_never_finishes_after_the_timeout(run: Ru
             client = await app.connect()
             await client.send(req("POST", "/never", body=b"x"))
             await until(lambda: app.server.in_flight == 1)
-            loop = asyncio.get_running_loop()
-            began = loop.time()
             await app.server.shutdown(0.3)
-            assert 0.3 <= loop.time() - began < 1.5
             with suppress(ConnectionResetError):  # an abort may arrive as EOF or as a reset
                 assert await client.closed()
             assert not app.server.connections

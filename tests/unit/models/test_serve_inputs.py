@@ -46,6 +46,47 @@ def test_bad_input_is_refused_with_4xx_and_code(raw: bytes, status: int, code: s
     assert 400 <= info.value.status < 500 and info.value.detail
 
 
+#: bodies an attacker sends to turn a parse into a 5xx (a RecursionError used to read as 503)
+HOSTILE = [
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, 400, "malformed_json", "too deeply",
+                 id="nested-arrays-100k"),
+    pytest.param(b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400, "malformed_json",
+                 "too deeply", id="nested-objects-50k"),
+    pytest.param(b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400,
+                 "malformed_json", "too deeply", id="nested-inputs-100k"),
+    pytest.param(body([[[[[[[[[[[ROW]]]]]]]]]]]), 422, "wrong_shape", "shape",
+                 id="nested-inputs-12-levels"),
+    pytest.param(b'{"inputs": [[1, 2, 3, ' + b"9" * 5000 + b"]]}", 400, "malformed_json",
+                 "4300 digits", id="integer-of-5000-digits"),
+    pytest.param(b'{"inputs": [[1, 2, 3, ' + b"9" * 400 + b"]]}", 422, "non_finite",
+                 "too large", id="integer-of-400-digits"),
+    pytest.param(b'{"inputs": [[1, 2, 3, ' + b"9" * 40 + b"]]}", 422, "non_finite",
+                 "too large", id="integer-beyond-float32"),
+    pytest.param(b'{"inputs": [[1, 2, 3, 1e99999999999]]}', 422, "non_finite", "infinity",
+                 id="huge-exponent"),
+    pytest.param('{"inputs": [[1, 2, 3, 4]]}'.encode("utf-16"), 400, "malformed_json",
+                 "UTF-8", id="utf-16-with-bom"),
+    pytest.param('{"inputs": [[1, 2, 3, 4]]}'.encode("utf-32-le"), 400, "malformed_json",
+                 "UTF-8", id="utf-32-without-bom"),
+    pytest.param(b"\xef\xbb\xbf" + body([ROW]), 400, "malformed_json", "BOM",
+                 id="utf-8-bom"),
+    pytest.param(b'{"inputs": [[1, 2, 3, 4]], "x": "\xc0\xaf"}', 400, "malformed_json",
+                 "UTF-8", id="overlong-utf-8"),
+    pytest.param(b'{"inputs": [[1, 2, 3, "\\ud800"]]}', 422, "wrong_dtype", "str",
+                 id="lone-surrogate"),
+    pytest.param(b'{"inputs": [[1, 2, 3, 4]]}\x00', 400, "malformed_json", "JSON",
+                 id="trailing-nul"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "code", "named"), HOSTILE)
+def test_hostile_body_is_4xx_naming_the_problem(raw: bytes, status: int, code: str,
+                                                named: str) -> None:
+    with pytest.raises(BadInput) as info:
+        parse_body(raw, SHAPE, max_rows=10)
+    assert (info.value.status, info.value.code) == (status, code), info.value.detail
+    assert named in info.value.detail
+
 def test_good_input_becomes_contiguous_float32() -> None:
     x = parse_body(body([ROW, [1, 2, 3, 4]]), SHAPE, max_rows=10)
     assert x.dtype == np.float32 and x.shape == (2, 4) and x.flags.c_contiguous
