@@ -58,6 +58,9 @@ path "auth/approle/role/{WORKER_ROLE}/secret-id" {{ capabilities = ["update"] }}
 path "sys/policies/acl/{SERVICE_POLICY_PREFIX}*" {{
   capabilities = ["create", "read", "update", "delete"]
 }}
+path "sys/policy/{SERVICE_POLICY_PREFIX}*" {{
+  capabilities = ["create", "read", "update", "delete"]
+}}
 """
 
 
