@@ -289,13 +289,17 @@ def analyze_step(
 @task(name="canary-analysis", cache_policy=NO_CACHE)
 def analysis_task(
     template_path: str, target: str, service: str, step: int, weight: int, duration_s: float,
-    interval_s: float, settings: Settings,
+    interval_s: float, settings: Settings, health: Callable[[], list[str]] | None = None,
 ) -> StepAnalysis:
+    """``health``: what ends the step at once (dead replicas, an abort); default: the target's
+    replica problems."""
     from tasks.targets import get_target
 
     template = load_template(template_path)
     provider = provider_for(template, settings)
-    deployed = get_target(target, settings)
+    if health is None:
+        deployed = get_target(target, settings)
+        health = lambda: deployed.problems(service)  # noqa: E731
     return analyze_step(provider, template, variables={"service": service},
                         duration_s=duration_s, interval_s=interval_s, step=step, weight=weight,
-                        health=lambda: deployed.problems(service))
+                        health=health)
