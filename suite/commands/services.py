@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from suite import settings as settings_mod
-from suite.errors import ConfigError
 from suite.services import spec as spec_mod
 
 
@@ -93,17 +92,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     reg = Registry(settings).get(args.name)
     state = FileStore(settings.dir("targets", "local")).load(args.name)
     active = Releases(settings).active(args.name)
-    data = {"registration": asdict(reg),
-            "tracks": {role: {"version": t.workload.version, "image": t.workload.image,
-                              "replicas": [asdict(i) for i in t.instances]}
-                       for role, t in state.tracks()},
+    tracks: dict[str, dict[str, Any]] = {
+        role: {"version": t.workload.version, "image": t.workload.image,
+               "replicas": [asdict(i) for i in t.instances]}
+        for role, t in state.tracks()}
+    data = {"registration": asdict(reg), "tracks": tracks,
             "canary_weight": state.canary_weight,
             "last_release": asdict(active) if active else None}
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     print(f"{reg.service}: {reg.repository}@{reg.branch}, host {reg.host}")
-    for role, t in data["tracks"].items():  # type: ignore[union-attr]
+    for role, t in tracks.items():
         print(f"  {role:<8} {t['version']:<13} {len(t['replicas'])} replica(s)  {t['image']}")
     if state.canary:
         print(f"  canary weight {state.canary_weight} %")
@@ -151,5 +151,3 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     r.add_argument("--teardown", action="store_true", help="stop its replicas first")
     r.set_defaults(func=cmd_remove)
 
-
-__all__ = ["register", "ConfigError"]

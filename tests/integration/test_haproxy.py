@@ -1,5 +1,5 @@
-"""HAProxy from the platform: runtime weights shift real traffic with no reload and survive a
-restart; its Prometheus exporter answers."""
+"""HAProxy from the platform: per-service routes by Host header, servers added and weighted at
+runtime, rebuilt after a restart, and reloads that drop no request; its exporter answers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from suite.haproxy import BACKEND, RuntimeApi
+from suite.haproxy import Route, RouteStore, RuntimeApi, Server, backend_name
+from suite.load import LoadGenerator
 from suite.platform import manager
+from suite.platform.services.haproxy import HaproxyService
 from suite.settings import Settings
+from tasks.targets.local import HaproxyRouter
 
 pytestmark = pytest.mark.integration
 
@@ -47,57 +50,80 @@ def api(settings: Settings) -> RuntimeApi:
     return RuntimeApi(settings.dir("haproxy", "admin.sock"))
 
 
-def wait_up(rt: RuntimeApi, names: set[str]) -> None:
+def wait_up(rt: RuntimeApi, backend: str, names: set[str]) -> None:
     import time
 
     deadline = time.monotonic() + 10
+    states: dict[str, str] = {}
     while time.monotonic() < deadline:
-        states = {s.name: s.op_state for s in rt.servers(BACKEND)}
+        states = {s.name: s.op_state for s in rt.servers(backend)}
         if all(states.get(n) == "UP" for n in names):
             return
         time.sleep(0.2)
     raise AssertionError(f"servers not UP: {states}")
 
 
-def split(settings: Settings, n: int = 200) -> collections.Counter[str]:
+def split(settings: Settings, host: str, n: int = 200) -> collections.Counter[str]:
     url = settings.url("haproxy")
     with httpx.Client(timeout=5) as client:
-        return collections.Counter(client.get(url).text for _ in range(n))
+        return collections.Counter(client.get(url, headers={"Host": host}).text
+                                   for _ in range(n))
 
 
-def test_weights_shift_traffic_and_survive_restart(platform: Settings, backends):
+def test_servers_added_weighted_and_rebuilt_after_restart(platform: Settings, backends):
+    """A service's route is applied at runtime (add server, weights, del server), routed by its
+    Host header, and the route record rebuilds it when HAProxy restarts."""
+    routes = RouteStore(platform.dir("haproxy", "routes"))
+    routes.put(Route("web", "web.localhost", "/"))
+    HaproxyService(platform).reload()
+    router = HaproxyRouter(platform)
+    router.publish(Route("web", "web.localhost", "/", live=(
+        Server("stable-1-aaaaaa", backends["a"], 9), Server("canary-1-bbbbbb", backends["b"], 1))))
     rt = api(platform)
-    for slot in rt.servers(BACKEND):  # whatever an earlier test left routed
-        rt.set_server(BACKEND, slot.name, weight=0, state="maint")
-    rt.set_server(BACKEND, "stable1", address="127.0.0.1", port=backends["a"], weight=90,
-                  state="ready")
-    rt.set_server(BACKEND, "canary1", address="127.0.0.1", port=backends["b"], weight=10,
-                  state="ready")
-    wait_up(rt, {"stable1", "canary1"})
-    counts = split(platform)
+    wait_up(rt, backend_name("web"), {"stable-1-aaaaaa", "canary-1-bbbbbb"})
+    counts = split(platform, "web.localhost")
     assert counts["a"] + counts["b"] == 200
     assert 10 <= counts["b"] <= 30, counts  # ~10 % with round robin
+    assert httpx.get(platform.url("haproxy"), headers={"Host": "other.localhost"},
+                     timeout=5).status_code == 404
 
-    rt.set_server(BACKEND, "canary1", weight=0)
-    assert split(platform, 50) == {"a": 50}
+    router.publish(Route("web", "web.localhost", "/", live=(
+        Server("stable-1-aaaaaa", backends["a"], 100),)))
+    assert split(platform, "web.localhost", 50) == {"a": 50}
+    assert {s.name for s in rt.servers(backend_name("web"))} == {"stable-1-aaaaaa"}
 
     manager.down(platform, only=["haproxy"])
     manager.up(platform, only=["haproxy"])
     rt = api(platform)
-    state = {s.name: s for s in rt.servers(BACKEND)}
-    assert (state["stable1"].port, state["stable1"].weight) == (backends["a"], 90)
-    assert state["canary1"].weight == 0
-    wait_up(rt, {"stable1"})
-    assert split(platform, 20) == {"a": 20}
-
+    wait_up(rt, backend_name("web"), {"stable-1-aaaaaa"})
+    assert split(platform, "web.localhost", 20) == {"a": 20}
     metrics = httpx.get(platform.url("haproxy_metrics") + "/metrics", timeout=5).text
-    assert 'haproxy_server_http_responses_total{proxy="app",server="stable1",code="2xx"}' in metrics
-    for name in ("stable1", "canary1"):
-        rt.set_server(BACKEND, name, state="maint")
+    assert 'proxy="be_web",server="stable-1-aaaaaa",code="2xx"' in metrics
+    router.withdraw("web")
+
+
+def test_adding_a_service_reloads_without_dropping_requests(platform: Settings, backends):
+    routes = RouteStore(platform.dir("haproxy", "routes"))
+    routes.put(Route("keep", "keep.localhost", "/"))
+    HaproxyService(platform).reload()
+    HaproxyRouter(platform).publish(Route("keep", "keep.localhost", "/", live=(
+        Server("stable-1-cccccc", backends["a"], 100),)))
+    wait_up(api(platform), backend_name("keep"), {"stable-1-cccccc"})
+    load = LoadGenerator(platform.url("haproxy") + "/", 100, 60, None,
+                         host="keep.localhost").start()
+    for i in range(5):
+        routes.put(Route(f"extra{i}", f"extra{i}.localhost", "/"))
+        HaproxyService(platform).reload()
+    for i in range(5):
+        routes.remove(f"extra{i}")
+        HaproxyService(platform).reload()
+    report = load.stop()
+    assert report.sent > 50 and report.failed == 0, report.summary()
+    HaproxyRouter(platform).withdraw("keep")
 
 
 def test_unknown_server_is_a_deploy_error(platform: Settings):
     from suite.errors import DeployError
 
-    with pytest.raises(DeployError, match="No such server"):
-        api(platform).set_server(BACKEND, "nope9", weight=1)
+    with pytest.raises(DeployError, match=r"No such server|No such backend"):
+        api(platform).set_server("be_nothing", "nope9", weight=1)

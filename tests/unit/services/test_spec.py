@@ -147,5 +147,5 @@ def test_the_shipped_manifests_are_valid(folder: Path) -> None:
 
 
 def test_a_missing_manifest_says_where_it_is_expected(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="suite.yaml not found"):
+    with pytest.raises(ManifestError, match=r"suite\.yaml not found"):
         spec_mod.load(tmp_path)

@@ -78,7 +78,7 @@ def wl(release: str, replicas: int = 2) -> Workload:
 
 
 def test_first_deploy_starts_then_routes_all_replicas(parts, log) -> None:
-    ctl, runner, router = parts
+    ctl, _runner, router = parts
     ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
     assert log == ["start web-aaaa-000001-stable-1", "start web-aaaa-000001-stable-2",
                    "publish stable-1-000001:100,stable-2-000001:100"]
@@ -104,7 +104,7 @@ def test_canary_weights_and_promotion_order(parts, log) -> None:
 
 
 def test_rollback_routes_back_before_removing_the_canary(parts, log) -> None:
-    ctl, runner, _ = parts
+    ctl, _runner, _ = parts
     ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
     ctl.reconcile(wl("bbbb-000002"), Role.CANARY)
     ctl.set_weights("web", 50)
@@ -128,7 +128,7 @@ def test_a_canary_that_never_gets_ready_leaves_stable_serving(parts, log, tmp_pa
 
 
 def test_rolling_update_replaces_one_replica_at_a_time(parts, log) -> None:
-    ctl, _, router = parts
+    ctl, _, _router = parts
     ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
     log.clear()
     ctl.reconcile(wl("cccc-000003"), Role.STABLE)

@@ -1,0 +1,151 @@
+"""Services onboarded as a team would (a git repository with a Dockerfile and a suite.yaml),
+released on the local target with real containers, HAProxy, Prometheus, MLflow and Prefect.
+
+The module onboards ``examples/hello`` from a git URL (a bare repository of its own) and the
+model server from this repository, releases both, rolls back a bad canary of each at the same
+time, and removes a service while the other one serves."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from suite.errors import ConfigError
+from suite.load import LoadGenerator, default_rows
+from suite.services import onboard
+from suite.services.spec import ManifestError
+from suite.settings import Settings
+from tasks.targets.local import LocalTarget
+from tests.conftest import REPO
+from tests.e2e.conftest import in_thread, release, train
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+GIT = ["git", "-c", "user.email=team@example.org", "-c", "user.name=team"]
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def team_repo(root: Path, name: str, source: Path) -> tuple[Path, str]:
+    """A bare repository (its file:// URL is what is registered) and a work tree to commit in."""
+    work = root / f"{name}-work"
+    shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__"))
+    git("init", "-q", "-b", "main", cwd=work)
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "first", cwd=work)
+    bare = root / f"{name}.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    git("remote", "add", "origin", str(bare), cwd=work)
+    return work, f"file://{bare}"
+
+
+def commit(work: Path, message: str) -> str:
+    git("commit", "-qam", message, cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
+
+
+def get(settings: Settings, host: str, path: str = "/") -> httpx.Response:
+    return httpx.get(f"{settings.url('haproxy')}{path}", headers={"Host": host}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def hello(release_platform: Settings, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[Path, str]]:
+    work, url = team_repo(tmp_path_factory.mktemp("teams"), "hello", REPO / "examples" / "hello")
+    reg, spec = onboard.add(release_platform, url, "main")
+    assert reg.service == "hello" and spec.host == "hello.localhost"
+    yield work, url
+
+
+@pytest.fixture(scope="module")
+def model_server(release_platform: Settings) -> Iterator[str]:
+    train(seed=0)
+    onboard.add(release_platform, str(REPO), _branch())
+    out = release(service="model-server", git_sha=_head(), synthetic_load_rps=10)
+    assert out["outcome"] == "promoted", out
+    yield "model-server"
+
+
+def _head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _branch() -> str:
+    name = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    return "HEAD" if name == "HEAD" else name
+
+
+def test_service_from_a_git_url_is_released_and_answers_on_its_host(
+        release_platform: Settings, hello: tuple[Path, str]) -> None:
+    out = release(service="hello")
+    assert out["outcome"] == "promoted", out
+    resp = get(release_platform, "hello.localhost", "/hello?name=ada")
+    assert resp.status_code == 200 and resp.json()["message"] == "hello, ada!"
+    state = LocalTarget(release_platform).state("hello")
+    assert state.stable is not None and len(state.stable.instances) == 2
+    assert get(release_platform, "nobody.localhost").status_code == 404
+
+
+def test_a_bad_manifest_is_refused_naming_the_key(release_platform: Settings,
+                                                  tmp_path: Path) -> None:
+    work, url = team_repo(tmp_path, "broken", REPO / "examples" / "hello")
+    text = (work / "suite.yaml").read_text().replace("port: 8080", "port: eighty")
+    (work / "suite.yaml").write_text(text.replace("service: hello", "service: broken"))
+    commit(work, "typo")
+    with pytest.raises(ManifestError, match=r"port: 'eighty' is not an integer 1\.\.65535"):
+        onboard.add(release_platform, url, "main")
+    with pytest.raises(ConfigError, match="not registered"):
+        release(service="broken")
+
+
+def test_two_bad_canaries_at_once_each_rolled_back(
+        release_platform: Settings, hello: tuple[Path, str], model_server: str) -> None:
+    """hello's new commit answers 500 to a third of its requests; the model server's new
+    version is 40 ms slower: both are caught by their own analysis, both stable keep serving."""
+    work, _ = hello
+    manifest = work / "suite.yaml"
+    bad = "HELLO_GREETING: hello, HELLO_ERROR_RATIO: '0.3'"
+    manifest.write_text(manifest.read_text().replace("HELLO_GREETING: hello", bad))
+    commit(work, "a bad commit")
+    rows = default_rows(8)
+    load = LoadGenerator(f"{release_platform.url('haproxy')}/predict", 10, 600, rows,
+                         host="model-server.localhost").start()
+    bad_hello, box_hello = in_thread(lambda: release(service="hello", synthetic_load_rps=20))
+    bad_model, box_model = in_thread(lambda: release(
+        service="model-server", git_sha=_head(), env={"SERVE_FAULT_LATENCY_MS": "40"}))
+    bad_hello.join(900)
+    bad_model.join(900)
+    report = load.stop()
+    assert "error" not in box_hello and "error" not in box_model, (box_hello, box_model)
+    assert box_hello["result"]["outcome"] == "rolled_back", box_hello["result"]["reason"]
+    assert "errors" in box_hello["result"]["reason"] or "success-rate" in \
+        box_hello["result"]["reason"]
+    assert box_model["result"]["outcome"] == "rolled_back", box_model["result"]["reason"]
+    assert report.failed == 0, report.summary()
+    assert get(release_platform, "hello.localhost").status_code == 200
+    for service in ("hello", "model-server"):
+        assert LocalTarget(release_platform).state(service).canary is None
+
+
+def test_removing_a_service_drops_no_request_of_another(
+        release_platform: Settings, hello: tuple[Path, str], model_server: str) -> None:
+    load = LoadGenerator(f"{release_platform.url('haproxy')}/predict", 30, 600, default_rows(8),
+                         host="model-server.localhost").start()
+    target = LocalTarget(release_platform)
+    with pytest.raises(ConfigError, match="still runs"):
+        onboard.remove(release_platform, "hello", 2)
+    target.teardown("hello")
+    onboard.remove(release_platform, "hello", 0)
+    report = load.stop()
+    assert report.sent > 0 and report.failed == 0, report.summary()
+    assert get(release_platform, "hello.localhost").status_code == 404
