@@ -41,10 +41,10 @@ class WebhookService(Service):
         return env
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "suite.cli", "webhook", "serve", "--branch", "main"]
+        return [sys.executable, "-m", "suite.cli", "webhook", "serve"]
 
     def healthy(self) -> bool:
         return http_ok(self.url + "/healthz")
 
     def detail(self) -> str:
-        return "POST /hooks/{github,gitlab,gitea} (branch main) -> release/release"
+        return "POST /hooks/{github,gitlab,gitea} (registered services, their branch) -> release/release"
