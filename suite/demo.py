@@ -1,19 +1,24 @@
-"""The demo release (`make demo` → `suite demo`), run as a user would through the deployments:
+"""The demo (`make demo` → `suite demo`), run as a user would through the deployments:
 
-1. platform up, deployments registered, base image ready;
-2. train v1 → release v1: the first release becomes stable and `champion`;
-3. train v2 → release v2 (canary): every step passes, promoted;
-4. train v3 → release v3 with injected latency: the canary fails, is rolled back, `champion`
-   stays v2;
+1. platform up, deployments registered, base image ready; two services onboarded as teams
+   would: the model server (this repository's ``suite.yaml``) and ``hello`` (``examples/hello``
+   in a git repository of its own, registered by its ``file://`` URL);
+2. train v1; first release of both services at once (each becomes stable; v1 `champion`);
+3. train v2 → canary of the model server (promoted); a new commit of hello (promoted);
+4. bad canaries of both at once: the model server 40 ms slower (rolled back on latency), a
+   commit of hello that answers 500 to 30 % of requests (rolled back on errors);
 5. summary with links, `suite audit verify`, and a bare repository whose `git push` releases.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from suite import audit, prefect_http
@@ -63,52 +68,91 @@ def run_deployment(settings: Settings, name: str, parameters: dict[str, Any],
     return result
 
 
-def bare_repo(settings: Settings, say: Say) -> str:
-    """A bare clone of this project with the post-receive hook: `git push` starts a release."""
-    repo = settings.dir("demo", "ultimate-suite.git")
-    if not repo.exists():
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "clone", "--quiet", "--bare", str(PROJECT_DIR), str(repo)],
-                       check=True)
-    subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "suite"), "hooks", "install", str(repo),
-                    "--force"], check=True, capture_output=True)
-    return str(repo)
+def hello_repo(settings: Settings) -> tuple[Path, str]:
+    """``examples/hello`` as a team's repository: a work tree and the bare repo it pushes to."""
+    work, bare = settings.dir("demo", "hello-work"), settings.dir("demo", "hello.git")
+    git = ["git", "-c", "user.email=demo@example.org", "-c", "user.name=demo"]
+    if not (work / ".git").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(PROJECT_DIR / "examples" / "hello", work,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([*git, "init", "-q", "-b", "main"], cwd=work, check=True)
+        subprocess.run([*git, "add", "-A"], cwd=work, check=True)
+        subprocess.run([*git, "commit", "-qm", "hello v1"], cwd=work, check=True)
+        shutil.rmtree(bare, ignore_errors=True)
+        subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+        subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=work, check=True)
+    return work, f"file://{bare}"
+
+
+def commit_hello(work: Path, greeting: str, error_ratio: str) -> None:
+    """A new commit of hello's manifest (its greeting and its fault knob), pushed."""
+    git = ["git", "-c", "user.email=demo@example.org", "-c", "user.name=demo"]
+    manifest = work / "suite.yaml"
+    lines = [ln for ln in manifest.read_text().splitlines() if not ln.startswith("env:")]
+    lines.insert(lines.index("route: {host: hello.localhost}"),
+                 f"env: {{HELLO_GREETING: {greeting}, HELLO_ERROR_RATIO: '{error_ratio}'}}")
+    manifest.write_text("\n".join(lines) + "\n")
+    subprocess.run([*git, "commit", "-qam", f"hello: {greeting}, errors {error_ratio}"],
+                   cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, check=True)
+
+
+def both(settings: Settings, say: Say, model: dict[str, Any],
+         hello: dict[str, Any]) -> list[RunResult]:
+    """Release the two services at once (different workers of the pool)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(run_deployment, settings, "release/release", params, say)
+                for params in (model, hello)]
+        return [r.result() for r in runs]
 
 
 def run(settings: Settings, say: Say = print) -> list[RunResult]:
     from suite import engine
     from suite.deployments import deploy
+    from suite.services import onboard
     from tasks.images import base
 
     began = time.monotonic()
-    say("[1/5] platform")
+    say("[1/5] platform, and two services onboarded")
     manager.up(settings, report=lambda line: say(f"  {line}"))
     deploy(settings)
     base.ensure_base(settings, engine.client(settings), report=lambda line: say(f"  {line}"))
-    common = {"synthetic_load_rps": 20.0, "triggered_by": "make demo"}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_DIR, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=PROJECT_DIR,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    onboard.add(settings, str(PROJECT_DIR), "HEAD" if branch == "HEAD" else branch)
+    work, url = hello_repo(settings)
+    onboard.add(settings, url, "main")
+    say(f"  model-server from {PROJECT_DIR}; hello from {url}")
+    model = {"service": "model-server", "git_sha": head, "synthetic_load_rps": 20.0,
+             "triggered_by": "make demo"}
+    hello = {"service": "hello", "synthetic_load_rps": 20.0, "triggered_by": "make demo"}
     results: list[RunResult] = []
-    say("[2/5] v1: train, first release (becomes stable and champion)")
-    # v1 trains briefly; v2 and v3 train fully (the same deterministic model: v3's fault is in
-    # the deployment, not the model), so the model gate sees no drop against the champion
+    say("[2/5] train v1; first release of both services at once")
     results.append(run_deployment(settings, "train/train", {"epochs": 6}, say))
-    results.append(run_deployment(settings, "release/release", common, say))
-    say("[3/5] v2: train, canary release (should pass every step and be promoted)")
+    results += both(settings, say, model, hello)
+    say("[3/5] train v2: model-server canary; a new commit of hello (both should be promoted)")
     results.append(run_deployment(settings, "train/train", {"epochs": 40}, say))
-    results.append(run_deployment(settings, "release/release", common, say))
-    say("[4/5] v3: train, canary release with 40 ms injected latency (should roll back)")
-    results.append(run_deployment(settings, "train/train", {"epochs": 40}, say))
-    results.append(run_deployment(settings, "release/release",
-                                  {**common, "fault_latency_ms": 40.0}, say))
+    commit_hello(work, "hi", "0")
+    results += both(settings, say, model, hello)
+    say("[4/5] bad canaries at once: model-server +40 ms, hello 30 % errors (both roll back)")
+    commit_hello(work, "hey", "0.3")
+    results += both(settings, say, {**model, "env": {"SERVE_FAULT_LATENCY_MS": "40"}}, hello)
     say("[5/5] summary")
     for r in results:
         if r.name.startswith("release"):
             say(f"  release {r.outcome or r.state}: {r.detail}")
     report = audit.verify(settings)
     say(f"  {report}")
-    repo = bare_repo(settings, say)
+    subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "suite"), "hooks", "install",
+                    url.removeprefix("file://"), "--force"], check=True, capture_output=True)
     say(f"  Prefect UI: {settings.url('prefect')}/runs   MLflow model: "
         f"{settings.url('mlflow')}/#/models/digits")
-    say(f"  try: git push {repo} HEAD:main   (the post-receive hook starts a release)")
+    say(f"  hello: curl -H 'Host: hello.localhost' {settings.url('haproxy')}/hello?name=you")
+    say(f"  try: cd {work} && git commit --allow-empty -m again && git push origin HEAD:main"
+        f"   (hello's post-receive hook starts its release)")
     say(f"  demo wall time {time.monotonic() - began:.0f}s")
     if not report.ok:
         raise ServiceUnavailable(str(report))
