@@ -195,7 +195,9 @@ def run_in_image(engine: docker.DockerClient, image: str, command: Sequence[str]
                           "[\"python\", \"-m\", \"pytest\", \"-q\"]})")
     began = time.monotonic()
     try:
-        container = engine.containers.run(image, command=list(command), detach=True,
+        # the command replaces the image's entrypoint too (as Kubernetes' `command` does)
+        container = engine.containers.run(image, entrypoint=[command[0]],
+                                          command=list(command[1:]), detach=True,
                                           network_mode="none", mem_limit=memory_bytes,
                                           pids_limit=512, labels={"suite.role": "test"})
     except docker.errors.APIError as exc:
