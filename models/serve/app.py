@@ -1,4 +1,6 @@
-"""HTTP handlers: ``POST /predict``, ``GET /healthz``, ``/readyz``, ``/metrics``, ``/model``.
+"""HTTP handlers: ``POST /predict``, ``POST /invocations`` (MLflow's scoring protocol, so that
+clients of ``mlflow models serve`` work unchanged), ``GET /healthz``, ``/readyz``, ``/metrics``,
+``/model``.
 
 Every refusal is JSON ``{"error": code, "detail": message}``: 4xx for anything the client sent
 (never a 500), 503 while loading or after a failed load, 500 only for an injected fault or a bug.
@@ -21,7 +23,7 @@ from models.serve.batcher import MicroBatcher, Outputs
 from models.serve.config import ServeConfig
 from models.serve.errors import BadInput
 from models.serve.http import HttpServer, Limits, Request, Response, error_response, json_response
-from models.serve.inputs import parse_body
+from models.serve.inputs import parse_body, parse_mlflow_body
 from models.serve.metrics import CONTENT_TYPE, ServerMetrics
 from models.serve.runtime import META_MODEL_NAME, OnnxModel
 
@@ -87,9 +89,14 @@ class Handlers:
             return asyncio.ensure_future(self._predict_with_faults(request))
         return self._predict(request)
 
+    def invocations(self, request: Request) -> Response | asyncio.Future[Response]:
+        """MLflow's ``/invocations``: its tensor formats in, ``{"predictions": ...}`` out."""
+        return self.predict(request)
+
     def _predict(self, request: Request) -> Response | asyncio.Future[Response]:
         state = self.state
-        assert state.batcher is not None and state.model is not None
+        model = state.model
+        assert state.batcher is not None and model is not None
         answer: asyncio.Future[Response] = self.loop.create_future()
 
         def deliver(result: Outputs | BaseException) -> None:
@@ -97,7 +104,11 @@ class Handlers:
                 answer.set_result(self._done(request, self._outputs(request, result)))
 
         try:
-            x = parse_body(request.body, state.model.feature_shape, state.config.max_rows)
+            if request.path == "/invocations":
+                x = parse_mlflow_body(request.body, model.input_name, model.feature_shape,
+                                      state.config.max_rows)
+            else:
+                x = parse_body(request.body, model.feature_shape, state.config.max_rows)
         except BadInput as exc:
             return self._done(request, error_response(exc.status, exc.code, exc.detail))
         try:
@@ -112,6 +123,8 @@ class Handlers:
                       exc_info=result)
             return error_response(500, "internal_error",
                                   "inference failed (see the server log)")
+        if request.path == "/invocations":
+            return Response(200, jsonio.dumps({"predictions": result}))
         payload = {"model": self.state.name, "version": self.state.version, "outputs": result}
         return Response(200, jsonio.dumps(payload))
 
@@ -166,6 +179,7 @@ def build_server(state: ServerState) -> HttpServer:
                                head_timeout_s=config.head_timeout_s))
     handlers = Handlers(state, asyncio.get_running_loop())
     server.route("POST", "/predict", handlers.predict)
+    server.route("POST", "/invocations", handlers.invocations)
     server.route("GET", "/healthz", handlers.healthz)
     server.route("GET", "/readyz", handlers.readyz)
     server.route("GET", "/metrics", handlers.render_metrics)

@@ -14,7 +14,8 @@ every answer carries ``Date``. What it refuses, always with a JSON body ``{"erro
 an HTTP/1.1 request without one ``Host`` (400), a head over ``max_head_bytes`` (431), a body over
 ``max_body_bytes`` (413), both ``Content-Length`` and ``Transfer-Encoding`` or either kind of
 smuggling primitive llhttp knows (400), ``Transfer-Encoding`` on HTTP/1.0 (400), a transfer
-coding other than chunked (501), an HTTP version other than 1.0/1.1 (505), a head not complete
+coding other than chunked (400), an unknown method (405), an HTTP version other than 1.0/1.1
+(400; never a 5xx for what a client sent: wire.py says why), a head not complete
 within ``head_timeout_s`` or a request not complete within ``request_timeout_s`` (408).
 
 Resources: at most ``max_connections`` connections; past half of them the idle timeout (before

@@ -33,9 +33,9 @@ def _non_number(values: Any) -> str:
     return ""
 
 
-def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np.ndarray:
+def _decode(body: bytes) -> Any:
     try:
-        data = jsonio.loads(body)
+        return jsonio.loads(body)
     except UnicodeDecodeError as exc:
         raise BadInput(400, "malformed_json", f"body is not UTF-8 (JSON is sent as UTF-8): "
                        f"{exc}") from exc
@@ -46,10 +46,53 @@ def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np
         hint = " (it holds NUL bytes: UTF-16 or UTF-32? JSON is sent as UTF-8)" \
             if b"\x00" in body else ""
         raise BadInput(400, "malformed_json", f"body is not valid JSON: {exc}{hint}") from exc
+
+
+def parse_body(body: bytes, feature_shape: tuple[int, ...], max_rows: int) -> np.ndarray:
+    data = _decode(body)
     if not isinstance(data, dict) or "inputs" not in data:
         raise BadInput(422, "missing_inputs",
                        f"body must be a JSON object with key 'inputs', e.g. {EXAMPLE}")
-    inputs = data["inputs"]
+    return _batch(data["inputs"], body, feature_shape, max_rows)
+
+
+#: the tensor formats of MLflow's scoring protocol (``mlflow models serve``, POST /invocations)
+MLFLOW_KEYS = ("inputs", "instances", "dataframe_split")
+
+
+def parse_mlflow_body(body: bytes, input_name: str, feature_shape: tuple[int, ...],
+                      max_rows: int) -> np.ndarray:
+    """MLflow's tensor input: ``{"inputs": rows | {name: rows}}``, ``{"instances": rows |
+    [{name: row}, ...]}`` or ``{"dataframe_split": {"data": rows}}``."""
+    data = _decode(body)
+    keys = [k for k in MLFLOW_KEYS if isinstance(data, dict) and k in data]
+    if len(keys) != 1:
+        raise BadInput(422, "missing_inputs", "body must be a JSON object with exactly one of "
+                       f"{', '.join(MLFLOW_KEYS)}, e.g. {{\"inputs\": {{\"{input_name}\": "
+                       "[[0, 1, ...]]}}")
+    key = keys[0]
+    value = data[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
+            raise BadInput(422, "missing_inputs", "'dataframe_split' must be an object with "
+                           "'data' (a list of rows)")
+        value = value["data"]
+    elif isinstance(value, dict):
+        if set(value) != {input_name}:
+            raise BadInput(422, "wrong_input_name", f"'{key}' names {sorted(value)[:5]} (the "
+                           f"model has one input, {input_name!r})")
+        value = value[input_name]
+    elif key == "instances" and isinstance(value, list) and value and \
+            all(isinstance(v, dict) for v in value):
+        if any(set(v) != {input_name} for v in value):
+            raise BadInput(422, "wrong_input_name", f"each of 'instances' must name only the "
+                           f"model's input {input_name!r}")
+        value = [v[input_name] for v in value]
+    return _batch(value, body, feature_shape, max_rows)
+
+
+def _batch(inputs: Any, body: bytes, feature_shape: tuple[int, ...], max_rows: int
+           ) -> np.ndarray:
     if not isinstance(inputs, list):
         raise BadInput(422, "wrong_shape", f"'inputs' is a {type(inputs).__name__} "
                        f"(expected a list of rows of shape {_shape(feature_shape)})")

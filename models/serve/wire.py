@@ -7,6 +7,10 @@ them. What llhttp leaves to the server is checked here, once per distinct head: 
 HTTP/1.1, ``Transfer-Encoding`` on HTTP/1.0, codings other than ``chunked``, a digit limit on
 ``Content-Length``, an exact request line, origin-form targets.
 
+Every refusal of what a client sent is a 4xx, even where RFC 9110 suggests 501 (an unknown
+transfer coding) or 505 (an HTTP version): a 5xx counts against a canary in the release's
+analysis, so any client could otherwise make every canary roll back.
+
 The connection (models/serve/http.py) finds the end of a head itself (the first CRLF CRLF) and
 hands its bytes to :func:`parse_head`, a pure function of those bytes, so a head seen before is
 answered from a cache without parsing. A ``Content-Length`` body is sliced from the buffer; a
@@ -87,10 +91,10 @@ def _refusal(line: bytes, exc: httptools.HttpParserError) -> ProtocolError:
     if isinstance(exc, httptools.HttpParserInvalidMethodError):
         method = line.split(b" ", 1)[0]
         if _TOKEN.match(method):
-            return ProtocolError(501, "not_implemented", f"method {method[:20]!r} is not "
+            return ProtocolError(405, "method_not_allowed", f"method {method[:20]!r} is not "
                                  "supported (use GET, HEAD or POST)")
     if reason == "Invalid HTTP version":
-        return ProtocolError(505, "http_version_not_supported",
+        return ProtocolError(400, "http_version_not_supported",
                              f"request line {line[:100]!r}: only HTTP/1.0 and 1.1 are served")
     hint = _HINTS.get(reason)
     return bad_request(f"malformed request head: {reason}" + (f" ({hint})" if hint else "")
@@ -116,7 +120,7 @@ def parse_head(head: bytes) -> Request:
         raise bad_request(f"malformed request line {line[:100]!r} (expected exactly "
                           "'METHOD /path HTTP/1.1', single spaces)")
     if version not in ("1.0", "1.1"):
-        raise ProtocolError(505, "http_version_not_supported",
+        raise ProtocolError(400, "http_version_not_supported",
                             f"HTTP/{version} is not supported (use HTTP/1.1)")
     target = collected.url.decode("latin-1")
     if not target.startswith("/"):
@@ -148,8 +152,9 @@ def framing(request: Request, limit: int) -> int | None:
             raise bad_request("both Content-Length and Transfer-Encoding are set (send only "
                               "one)")
         if [c.strip().lower() for c in coding.split(",")] != ["chunked"]:
-            raise ProtocolError(501, "not_implemented", f"Transfer-Encoding {coding[:40]!r} is "
-                                "not supported (send Content-Length or chunked)")
+            raise ProtocolError(400, "unsupported_transfer_coding", f"Transfer-Encoding "
+                                f"{coding[:40]!r} is not supported (send Content-Length or "
+                                "chunked)")
         return None
     raw = headers.get("content-length")
     if raw is None:

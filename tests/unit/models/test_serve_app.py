@@ -13,6 +13,7 @@ import pytest
 
 from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig
+from models.serve.runtime import OnnxModel
 from models.validate import onnx_predict
 from tasks.train import Trained
 
@@ -53,6 +54,51 @@ def test_predictions_match_in_process_ort(sklearn_onnx: Path, sklearn_trained: T
             np.testing.assert_allclose(data["outputs"]["probabilities"], proba[i:i + 2],
                                        atol=1e-6)
         await asyncio.gather(*[one(i) for i in range(0, 40, 2)])
+
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
+
+
+def _mlflow_bodies(name: str, rows: list[list[float]]) -> list[object]:
+    """The tensor formats ``mlflow models serve`` accepts on /invocations."""
+    return [
+        {"inputs": rows},
+        {"inputs": {name: rows}},
+        {"instances": rows},
+        {"instances": [{name: row} for row in rows]},
+        {"dataframe_split": {"columns": [str(i) for i in range(len(rows[0]))], "data": rows}},
+    ]
+
+
+def test_invocations_speaks_mlflows_tensor_formats(sklearn_onnx: Path,
+                                                   sklearn_trained: Trained) -> None:
+    x = sklearn_trained.split.x_test[:3]
+    labels, proba = onnx_predict(sklearn_onnx, x)
+    name = OnnxModel(sklearn_onnx).input_name
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for payload in _mlflow_bodies(name, x.tolist()):
+            resp = await client.post("/invocations", json=payload)
+            assert resp.status_code == 200, (payload.keys(), resp.text)  # type: ignore[attr-defined]
+            predictions = resp.json()["predictions"]
+            assert predictions["label"] == labels.tolist()
+            np.testing.assert_allclose(predictions["probabilities"], proba, atol=1e-6)
+
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
+
+
+@pytest.mark.parametrize(("payload", "code"), [
+    ({"inputs": {"wrong": [[0.0] * 64]}}, "wrong_input_name"),
+    ({"instances": [{"wrong": [0.0] * 64}]}, "wrong_input_name"),
+    ({"inputs": [[0.0] * 64], "instances": [[0.0] * 64]}, "missing_inputs"),
+    ({"dataframe_split": [[0.0] * 64]}, "missing_inputs"),
+    ({"dataframe_records": [{"a": 1}]}, "missing_inputs"),
+    ({"inputs": [[0.0] * 63]}, "wrong_shape"),
+])
+def test_invocations_refuses_with_422_naming_the_problem(sklearn_onnx: Path, payload: object,
+                                                         code: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        resp = await client.post("/invocations", json=payload)
+        assert (resp.status_code, resp.json()["error"]) == (422, code), resp.text
 
     run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario)
 

@@ -76,14 +76,14 @@ def test_connection_persistence(run: Run, version: str, connection: str | None,
     run(scenario())
 
 
-def test_an_http_1x_minor_version_other_than_0_or_1_is_505(run: Run) -> None:
+def test_an_http_1x_minor_version_other_than_0_or_1_is_400(run: Run) -> None:
     """llhttp knows no HTTP/1.2 (RFC 9110 would let it be answered as 1.1; a proxy in front
     may read it otherwise, so it is refused)."""
     async def scenario() -> None:
         async with serving() as app:
             client = await app.connect()
             await client.send(req("GET", "/hello", version="HTTP/1.2"))
-            await assert_refused(client, 505, "http_version_not_supported")
+            await assert_refused(client, 400, "http_version_not_supported")
 
     run(scenario())
 
