@@ -19,8 +19,22 @@ import docker.errors
 import httpx
 
 from suite.errors import ConfigError, ProviderError, ServiceUnavailable
-from suite.platform.services.podman import ping, socket_path
 from suite.settings import Settings
+
+
+def socket_path(settings: Settings) -> Path:
+    """Where the platform's engine (podman's Docker-API service) listens."""
+    return settings.dir("engine", "podman.sock")
+
+
+def ping(sock: Path, timeout: float = 2.0) -> bool:
+    """True when a Docker-API engine answers ``/_ping`` on ``sock``."""
+    try:
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, timeout=timeout) as http:
+            return http.get("http://engine/_ping").status_code == 200
+    except (httpx.HTTPError, OSError):
+        return False
 
 MANIFEST_TYPES = ", ".join(
     [

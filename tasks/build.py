@@ -9,7 +9,6 @@ the sources are copied: a code-only change rebuilds only the last layers.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +26,18 @@ from suite import engine as engine_mod
 from suite.errors import ConfigError
 from suite.services.spec import ServiceSpec
 from suite.settings import Settings
+from tasks import evidence
+from tasks.artifacts import BuildResult, ImageRef, sha256_file, suite_version
 from tasks.images import base as base_image
+
+__all__ = ["BuildResult", "BuildSpec", "ImageRef", "build_image", "build_task", "for_service",
+           "sha256_file", "suite_version"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES = Path(__file__).resolve().parent / "images"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".txt", ".toml")
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests"}
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    repository: str
-    tag: str
-    digest: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.repository}:{self.tag}"
-
-    @property
-    def pinned(self) -> str:
-        return f"{self.repository}@{self.digest}"
 
 
 @dataclass(frozen=True)
@@ -75,38 +63,6 @@ class BuildSpec:
     def repository(self, settings: Settings) -> str:
         path = self.repository_path or f"suite/{self.name}"
         return f"{engine_mod.registry_address(settings)}/{path}"
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    image: ImageRef
-    image_id: str
-    git_sha: str
-    git_dirty: bool
-    base: base_image.BaseImage
-    lockfile: str
-    lockfile_digest: str
-    engine_version: dict[str, str]
-    started_on: str
-    finished_on: str
-    seconds: float
-    invocation_id: str
-    repo_root: str
-
-
-def suite_version() -> str:
-    try:
-        return metadata.version("ultimate-suite")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def git_state(repo: Path) -> tuple[str, bool]:
@@ -135,13 +91,23 @@ def _copy_sources(src: Path, dest: Path) -> None:
         shutil.copyfile(path, target)  # content only: mtimes never bust the layer cache
 
 
+def _staged(path: Path) -> Path:
+    """Where a platform file goes in a staged context: its path in this repository."""
+    try:
+        return path.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        return Path(path.name)
+
+
 def stage_context(spec: BuildSpec, dest: Path) -> Path:
     for what, path in (("Dockerfile", spec.dockerfile), ("lockfile", spec.lockfile),
                        ("CA bundle", spec.ca_bundle)):
         if not path.is_file():
             raise ConfigError(f"{what} {path} for image {spec.name!r} does not exist")
-    shutil.copyfile(spec.dockerfile, dest / spec.dockerfile.name)
-    shutil.copyfile(spec.lockfile, dest / spec.lockfile.name)
+    # laid out as in this repository, so the same Dockerfile builds from the repository root
+    for path in (spec.dockerfile, spec.lockfile):
+        (dest / _staged(path)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest / _staged(path))
     shutil.copyfile(spec.ca_bundle, dest / "build-ca.crt")
     for rel in spec.sources:
         src = spec.repo_root / rel
@@ -197,7 +163,7 @@ def build_image(
         with tempfile.TemporaryDirectory(prefix=f"build-{spec.name}-") as tmp:
             context = stage_context(spec, Path(tmp))
             built = engine_mod.build(
-                engine, context=context, dockerfile=spec.dockerfile.name,
+                engine, context=context, dockerfile=str(_staged(spec.dockerfile)),
                 tag=f"{repository}:{tag}", buildargs=buildargs, nocache=nocache,
             )
     engine_mod.push(engine, repository, tag)
@@ -252,7 +218,6 @@ def build_task(spec: BuildSpec | None = None, settings: Settings | None = None) 
 
     from suite import audit, vault
     from suite import settings as settings_mod
-    from tasks import evidence
 
     settings = settings or settings_mod.load()
     result = build_image(settings, spec)

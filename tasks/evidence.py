@@ -24,7 +24,7 @@ from suite.platform.files import atomic_write
 from suite.settings import Settings
 from tasks import evidence_oci
 from tasks import provenance as prov
-from tasks.build import BuildResult, sha256_file, suite_version
+from tasks.artifacts import BuildResult, sha256_file, suite_version
 from tasks.scanners import trivy_config
 from tasks.scanners.trivy import run_sbom
 

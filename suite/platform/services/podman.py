@@ -21,30 +21,15 @@ from pathlib import Path
 import docker
 import docker.errors
 import docker.models.containers
-import httpx
 
+from suite import engine
+from suite.engine import ping, socket_path
 from suite.errors import MissingBinary, ServiceUnavailable
 from suite.platform.service import Service
 from suite.platform.services.podman_reap import Reaper
-from suite.settings import Settings
 
 PODMAN_HINT = "apt-get install podman buildah runc"
 RELEASE_LABEL = "suite.service"
-
-
-def socket_path(settings: Settings) -> Path:
-    """Where the engine listens (also what :mod:`suite.engine` connects to)."""
-    return settings.dir("engine", "podman.sock")
-
-
-def ping(sock: Path, timeout: float = 2.0) -> bool:
-    """True when a Docker-API engine answers ``/_ping`` on ``sock``."""
-    try:
-        transport = httpx.HTTPTransport(uds=str(sock))
-        with httpx.Client(transport=transport, timeout=timeout) as http:
-            return http.get("http://engine/_ping").status_code == 200
-    except (httpx.HTTPError, OSError):
-        return False
 
 
 class PodmanService(Service):
@@ -145,8 +130,6 @@ insecure = true
     def _release_containers(
         self, status: str | None = None
     ) -> list[docker.models.containers.Container]:
-        from suite import engine
-
         filters = {"label": RELEASE_LABEL} | ({"status": status} if status else {})
         return list(engine.client(self.settings, timeout=60).containers.list(
             all=True, filters=filters))
