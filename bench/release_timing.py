@@ -19,7 +19,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite import audit
-from suite.demo import bare_repo, run_deployment
+from suite.cli.demo import bare_repo, run_deployment
 from suite.settings import PROJECT_DIR, load
 
 

@@ -70,3 +70,10 @@ def load_split(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
         seed=seed, digest=_digest(seed, parts),
     )
+
+
+def default_rows(n: int = 64) -> list[list[float]]:
+    """Real inputs: rows of the held-out digits split (the model server's feature shape), for
+    load and smoke traffic."""
+    split = load_split()
+    return [[float(v) for v in row] for row in split.x_test[:n]]

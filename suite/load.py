@@ -47,14 +47,6 @@ class LoadReport:
         return text
 
 
-def default_rows(n: int = 64) -> list[list[float]]:
-    """Real inputs: rows of the held-out digits split (the model server's feature shape)."""
-    from models.data import load_split
-
-    split = load_split()
-    return [[float(v) for v in row] for row in split.x_test[:n]]
-
-
 class LoadGenerator:
     def __init__(self, url: str, rate: float, duration: float,
                  rows: Sequence[Sequence[float]] | None, concurrency: int = 8,
@@ -151,5 +143,6 @@ class LoadGenerator:
 
 
 def run(url: str, rate: float, duration: float, rows: Sequence[Sequence[float]] | None = None,
-        concurrency: int = 8) -> LoadReport:
-    return LoadGenerator(url, rate, duration, rows or default_rows(), concurrency).start().wait()
+        concurrency: int = 8, host: str = "") -> LoadReport:
+    """``rows``: predictions to POST; None: GETs of ``url``."""
+    return LoadGenerator(url, rate, duration, rows, concurrency, host=host).start().wait()

@@ -1,4 +1,6 @@
-"""`suite` command line. Each command group lives in ``suite/commands/<group>.py`` with a
+"""`suite` command line. It sits above every stage it drives (the foundation in ``suite/``
+imports nothing from ``tasks/``, ``models/`` or ``policies/``; this package may). Each command
+group lives in ``suite/cli/commands/<group>.py`` with a
 ``register(subparsers)`` function; adding a group is a module plus one line in ``GROUPS``."""
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from collections.abc import Sequence
 from suite.errors import SuiteError
 
 GROUPS = [
-    "suite.commands.platform",
-    "suite.commands.secrets",
-    "suite.commands.audit",
-    "suite.commands.model",
-    "suite.commands.demo",
-    "suite.commands.webhook",
-    "suite.commands.load",
-    "suite.commands.images",
-    "suite.commands.services",
-    "suite.commands.release",
+    "suite.cli.commands.platform",
+    "suite.cli.commands.secrets",
+    "suite.cli.commands.audit",
+    "suite.cli.commands.model",
+    "suite.cli.commands.demo",
+    "suite.cli.commands.webhook",
+    "suite.cli.commands.load",
+    "suite.cli.commands.images",
+    "suite.cli.commands.services",
+    "suite.cli.commands.release",
 ]
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from models.data import default_rows
 from suite.errors import ConfigError
-from suite.load import LoadGenerator, default_rows
+from suite.load import LoadGenerator
 from suite.services import onboard
 from suite.services.spec import ManifestError
 from suite.settings import Settings

@@ -83,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name, issue in missing:
             print(f"  - {name} (issue {issue})")
         return 1
-    from suite.demo import run
+    from suite.cli.demo import run
 
     results = run(settings, say=lambda line: print(line, flush=True))
     outcomes = [r.outcome for r in results if r.name.startswith("release")]

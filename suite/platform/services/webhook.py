@@ -47,4 +47,5 @@ class WebhookService(Service):
         return http_ok(self.url + "/healthz")
 
     def detail(self) -> str:
-        return "POST /hooks/{github,gitlab,gitea} (registered services, their branch) -> release/release"
+        return ("POST /hooks/{github,gitlab,gitea} (registered services, their branch) -> "
+                "release/release")
