@@ -1,9 +1,10 @@
 """Time from `git push` to the canary verdict, split by stage, on a running platform.
 
-Run by hand after `make demo` (which leaves a stable release and the bare repository):
+Run by hand after `make demo` (which leaves hello stable and its bare repository with the
+post-receive hook):
     .venv/bin/python bench/release_timing.py
-It trains a new challenger, pushes the project's HEAD to the demo bare repository, and follows
-the push-triggered release until its first canary analysis verdict and its end.
+It commits to the demo's hello work tree, pushes to hello's bare repository, and follows the
+push-triggered release until its first canary analysis verdict and its end.
 """
 
 from __future__ import annotations
@@ -19,20 +20,19 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite import audit
-from suite.cli.demo import bare_repo, run_deployment
-from suite.settings import PROJECT_DIR, load
+from suite.cli.demo import hello_repo
+from suite.settings import load
 
 
 def main() -> None:
     settings = load()
-    run_deployment(settings, "train/train", {"epochs": 40}, print)
-    repo = bare_repo(settings, print)
+    work, _ = hello_repo(settings)
     seen = len(audit.trail(settings).records())
-    sha = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "-C", str(work), "-c", "user.email=bench@example.org", "-c",
+                    "user.name=bench", "commit", "-q", "--allow-empty", "-m", "bench"],
+                   check=True)
     pushed = time.time()
-    subprocess.run(["git", "-C", str(PROJECT_DIR), "push", "-q", "--force", repo,
-                    f"{sha}:refs/heads/main"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
     verdict_at = None
     run_id = None
     deadline = time.time() + 900
