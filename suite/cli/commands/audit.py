@@ -14,7 +14,7 @@ from suite.errors import ConfigError
 
 def cmd_verify(args: argparse.Namespace) -> int:
     report = audit.verify(settings_mod.load())
-    print(report)
+    print(json.dumps({**asdict(report), "summary": str(report)}) if args.json else report)
     return 0 if report.ok else 1
 
 
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     aud = sub.add_parser("audit", help="the signed, hash-chained audit trail")
     asub = aud.add_subparsers(dest="audit_command", required=True)
     ver = asub.add_parser("verify", help="check chain and signatures; names the first bad record")
+    ver.add_argument("--json", action="store_true")
     ver.set_defaults(func=cmd_verify)
     show = asub.add_parser("show", help="list records")
     show.add_argument("--since", help="ISO date/time")

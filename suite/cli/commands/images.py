@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from suite import settings as settings_mod
@@ -51,8 +53,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     report = scan.scan(settings, image=args.image, repo=Path(args.repo) if args.repo else None,
                        scanner=args.scanner)
     decision = scan.gate(report, Path(args.policy) if args.policy else scan_policy.DEFAULT_POLICY)
-    print(scan.markdown(report, decision))
-    _audit(settings, "stage.scan", args.image or args.repo or "", scan.summary(report, decision),
+    summary = scan.summary(report, decision)
+    print(json.dumps(summary, default=str) if args.json else scan.markdown(report, decision))
+    _audit(settings, "stage.scan", args.image or args.repo or "", summary,
            "ok" if decision.allowed else "blocked")
     scan_policy.enforce(decision)
     return 0
@@ -64,6 +67,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     settings = settings_mod.load()
     report = evidence.verify_image(settings, args.image, vault.client(settings))
+    if args.json:
+        print(json.dumps({"image": args.image, "digest": report.digest, "ok": report.ok,
+                          "checks": [asdict(c) for c in report.checks]}))
+        return 0 if report.ok else 1
     for check in report.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<10} {check.detail}")
     if not report.ok:
@@ -87,7 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     scan.add_argument("--repo", help="repository directory to scan as well")
     scan.add_argument("--scanner", default="trivy")
     scan.add_argument("--policy", help="scan policy YAML (default policies/scan.yaml)")
+    scan.add_argument("--json", action="store_true", help="print the gate's summary as JSON")
     scan.set_defaults(func=cmd_scan)
     ver = sub.add_parser("verify", help="check an image's digest, signature and provenance")
     ver.add_argument("image", help="registry image reference (repo:tag or repo@sha256:…)")
+    ver.add_argument("--json", action="store_true")
     ver.set_defaults(func=cmd_verify)

@@ -125,13 +125,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
-    for key, value in {
+    exports = {
         "SUITE_HOME": str(settings.home),
         "PREFECT_API_URL": settings.prefect_api_url,
         "MLFLOW_TRACKING_URI": settings.mlflow_uri,
         "VAULT_ADDR": settings.vault_addr,
         "BAO_ADDR": settings.vault_addr,
-    }.items():
+    }
+    if args.json:
+        print(json.dumps(exports, indent=2))
+        return 0
+    for key, value in exports.items():
         print(f"export {key}={value}")
     return 0
 
@@ -163,4 +167,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(func=cmd_logs)
     env = sub.add_parser("env", help="print shell exports for the platform's URLs")
+    env.add_argument("--json", action="store_true")
     env.set_defaults(func=cmd_env)
