@@ -25,7 +25,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 _model = OnnxModel(Path(os.environ["PEER_MODEL"]), 1)
 _batcher: MicroBatcher | None = None
-_JSON = [(b"content-type", b"application/json")]
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -44,7 +43,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]  # else uvicorn sends chunked
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -52,8 +52,8 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, name: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{name} exited with {proc.returncode}: "
-                             f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            raise SystemExit(f"{name} exited with {proc.returncode} (its log is in the "
+                             "bench's temporary directory)")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -64,7 +64,7 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, name: str) -> None:
     raise SystemExit(f"{name} did not become ready at {url}")
 
 
-def start_all(onnx_path: Path, mlflow_dir: Path, workers: int
+def start_all(onnx_path: Path, mlflow_dir: Path, workers: int, logs: Path
               ) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
@@ -83,8 +83,10 @@ def start_all(onnx_path: Path, mlflow_dir: Path, workers: int
     ready = {OURS: "/readyz", ASGI: "/readyz", MLFLOW: "/ping"}
     servers = {}
     for name, command in commands.items():
+        # a log file, not a pipe: a pipe nobody reads fills up and stops the server
+        log = (logs / f"{name.split()[0]}.log").open("wb")
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+                                stderr=log)
         servers[name] = (proc, ports[name])
     for name, (proc, port) in servers.items():
         wait_ready(proc, f"http://127.0.0.1:{port}{ready[name]}", name)
@@ -148,7 +150,7 @@ def main() -> int:
     rows = np.ascontiguousarray(trained.split.x_test)
 
     inproc = {c: ms.bench_in_process(onnx_path, rows, c, args.duration) for c in levels}
-    servers = start_all(onnx_path, mlflow_dir, args.workers)
+    servers = start_all(onnx_path, mlflow_dir, args.workers, work)
     runs: dict[str, dict[int, ms.Run]] = {name: {} for name in servers}
     rss: dict[str, float] = {}
     try:
