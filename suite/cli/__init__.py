@@ -53,6 +53,7 @@ GROUPS = [
     "suite.cli.commands.images",
     "suite.cli.commands.services",
     "suite.cli.commands.release",
+    "suite.cli.commands.doctor",
     "suite.cli.commands.completion",
 ]
 

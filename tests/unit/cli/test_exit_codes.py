@@ -106,7 +106,7 @@ def test_completion_tree_lists_options_and_choices() -> None:
 READ_COMMANDS = [
     ["status"], ["env"], ["audit", "show"], ["audit", "verify"], ["model", "history", "m"],
     ["services", "validate"], ["services", "list"], ["services", "show", "x"],
-    ["release", "status", "x"], ["verify", "img"], ["images", "scan", "img"],
+    ["release", "status", "x"], ["verify", "img"], ["images", "scan", "img"], ["doctor"],
 ]
 
 
