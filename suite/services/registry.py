@@ -8,11 +8,13 @@ and the router read these records; a release re-reads the manifest at the commit
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from suite.errors import ConfigError
 from suite.platform.files import atomic_write
@@ -110,8 +112,8 @@ class Registry:
 
     def by_repository(self, repository: str) -> list[Registration]:
         """Registered services whose repository is ``repository`` (URL or path, normalised)."""
-        wanted = _repo_key(repository)
-        return [r for r in self.all() if _repo_key(r.repository) == wanted]
+        wanted = repository_key(repository)
+        return [r for r in self.all() if repository_key(r.repository) == wanted]
 
     def register(self, repository: str, branch: str = "main") -> tuple[Registration, ServiceSpec]:
         repository = normalise_repository(repository)
@@ -122,7 +124,7 @@ class Registry:
                                   f"the route of service {other.service!r}; choose another host")
         if self.exists(spec.service):
             current = self.get(spec.service)
-            if _repo_key(current.repository) != _repo_key(repository):
+            if repository_key(current.repository) != repository_key(repository):
                 raise ConfigError(
                     f"service {spec.service!r} is already registered from {current.repository}"
                     f" (names are unique on the platform): `suite services remove "
@@ -137,15 +139,30 @@ class Registry:
         self._path(name).unlink(missing_ok=True)
 
 
-def _repo_key(repository: str) -> str:
+#: ``[user@]host:path`` (scp-like ssh), as long as it is not ``C:\\…`` or ``/a:b``
+_SCP = re.compile(r"^(?:[^@/:]+@)?(?P<host>[^@/:]{2,}):(?!//)(?P<path>.+)$")
+
+
+def repository_key(repository: str) -> str:
+    """One key for every way of writing one repository's address: ``host/owner/repo`` for a
+    remote (scheme, user, port and ``.git`` dropped: https, ssh, scp-like and git:// forms of one
+    repository agree), the resolved absolute path for a local one (``file://`` included)."""
     text = repository.strip().rstrip("/")
-    if text.endswith(".git"):
-        text = text[:-4]
-    if "://" not in text and not text.startswith("git@"):
+    host, path = "", text
+    scp = None if "://" in text else _SCP.match(text)
+    if scp:
+        host, path = scp["host"], scp["path"]
+    elif "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme.lower() == "file":
+            path = unquote(parts.path)
+        else:
+            host, path = (parts.hostname or ""), unquote(parts.path)
+    if not host:
         try:
-            text = str(Path(text).resolve())
-            if text.endswith(".git"):
-                text = text[:-4]
-        except OSError:
+            path = str(Path(path).expanduser().resolve())
+        except (OSError, RuntimeError):
             pass
-    return text.lower()
+    path = path.rstrip("/").removesuffix(".git").rstrip("/")
+    key = f"{host}/{path.strip('/')}" if host else path
+    return key.lower()

@@ -14,40 +14,14 @@ Pure: the registrations are passed in, nothing here reads the platform.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-from suite.services.registry import Registration
+from suite.services.registry import Registration, repository_key
 from suite.webhook.verify import PushEvent
 
-#: ``[user@]host:path`` (scp-like ssh), as long as it is not ``C:\\…`` or ``/a:b``
-_SCP = re.compile(r"^(?:[^@/:]+@)?(?P<host>[^@/:]{2,}):(?!//)(?P<path>.+)$")
-
-
-def identity(repository: str) -> str:
-    """One key for every way of writing one repository's address."""
-    text = repository.strip().rstrip("/")
-    host, path = "", text
-    scp = None if "://" in text else _SCP.match(text)
-    if scp:
-        host, path = scp["host"], scp["path"]
-    elif "://" in text:
-        parts = urlsplit(text)
-        if parts.scheme.lower() == "file":
-            path = unquote(parts.path)
-        else:
-            host, path = (parts.hostname or ""), unquote(parts.path)
-    if not host:
-        try:
-            path = str(Path(path).expanduser().resolve())
-        except (OSError, RuntimeError):
-            pass
-    path = path.rstrip("/").removesuffix(".git").rstrip("/")
-    key = f"{host}/{path.strip('/')}" if host else path
-    return key.lower()
+#: one key for every form of a repository's address (the registry's own reduction)
+identity = repository_key
 
 
 def registered(event: PushEvent, registrations: Iterable[Registration]) -> list[Registration]:
