@@ -54,7 +54,20 @@ def normalise_repository(repository: str) -> str:
     path = Path(repository).expanduser()
     if not path.exists():
         raise ConfigError(f"repository {repository!r} is neither a git URL nor an existing path")
-    return str(path.resolve())
+    path = path.resolve()
+    bare = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-bare-repository"],
+                          capture_output=True, text=True, check=False)
+    if bare.returncode != 0:
+        raise ConfigError(f"{path} is not a git repository (a service is registered from its "
+                          f"repository: `git init && git add -A && git commit`, or give its URL)")
+    if bare.stdout.strip() == "true":
+        return str(path)
+    top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    if Path(top).resolve() != path:
+        raise ConfigError(f"{path} is inside the git repository {top} but not its root: "
+                          f"suite.yaml must be at the root of the service's own repository")
+    return str(path)
 
 
 def read_manifest_at(repository: str, ref: str) -> tuple[ServiceSpec, str]:
