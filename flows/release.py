@@ -35,6 +35,7 @@ from tasks.deploy import (
     resolve_model_version,
     workload_for,
 )
+from tasks.notify import Event, notify_task, outcome_event
 from tasks.plan import plan_task
 from tasks.release import (
     audit_task,
@@ -93,10 +94,12 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                         triggered_by=triggered_by)
     releases = Releases(settings)
     load: LoadGenerator | None = None
+    notify: tuple[str, ...] = ()  # the manifest's notifications: URLs, once it is read
     try:
         with stage(rec, "plan"):
             plan = plan_task(settings, service, git_sha)
         spec = plan.spec
+        notify = spec.notify
         kind = StrategyKind(strategy) if strategy else spec.strategy.kind
         rec.strategy, rec.git_sha = kind.value, plan.git_sha
         rec.release = new_release_id(plan.git_sha)
@@ -106,6 +109,8 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                    {"service": service, "git_sha": plan.git_sha, "strategy": kind.value,
                     "target": target, "manifest": spec.digest,
                     "run": str(flow_run.get_id()), "triggered_by": triggered_by})
+        notify_task(settings, notify, Event.STARTED, service, rec.release, "running",
+                    f"{plan.git_sha[:12]} by {kind.value} (triggered by {triggered_by})")
 
         with stage(rec, "build", lambda: rec.image):
             image = build_task(for_service(spec, Path(plan.source)),
@@ -165,5 +170,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
             releases.update(service, phase="ended", outcome=rec.outcome, reason=rec.reason[:500])
         audit_task(settings, f"release.{rec.outcome}", rec.release or "(none)",
                    {"service": service, **rec.summary()}, outcome=rec.outcome)
+        notify_task(settings, notify, outcome_event(rec.outcome), service, rec.release,
+                    rec.outcome, rec.reason)
         report_task(rec)
     return {"service": service, **rec.summary()}

@@ -26,6 +26,7 @@ from tasks.deploy import (
     promote_task,
     set_weight_task,
 )
+from tasks.notify import Event, notify_task
 from tasks.release import ask_approval, audit_task, stage
 from tasks.report import ReleaseRecord, StageRecord
 from tasks.smoke import smoke_task
@@ -147,6 +148,9 @@ def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
 
 def _approve(ro: Rollout, number: int, why_marginal: str) -> None:
     ro.releases.update(ro.service, phase="waiting-approval")
+    notify_task(ro.settings, ro.spec.notify, Event.WAITING_APPROVAL, ro.service, ro.rec.release,
+                "waiting", f"step {number} MARGINAL ({why_marginal}): `suite release promote|"
+                f"abort {ro.service}` or the run's form; rolls back in {ro.approval_timeout_s}s")
     answer = ask_approval(ro.rec, number, ro.approval_timeout_s)
     ro.releases.update(ro.service, phase="running")
     decision = answer.decision if answer else "rollback"
