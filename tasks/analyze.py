@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,13 +206,36 @@ class StepAnalysis:
     points: dict[str, tuple[int, int]]  # metric -> (baseline points, canary points)
     result: AnalysisResult
     sequential: tuple[SequentialCheck, ...] = ()
+    #: metric -> the judged samples of each side, for the report's chart and Prometheus links
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "weight": self.weight, "started": self.started,
                 "seconds": round(self.seconds, 1), "stopped_early": self.stopped_early,
                 "points": {k: list(v) for k, v in self.points.items()},
                 **self.result.to_dict(),
-                "sequential": [c.to_dict() for c in self.sequential]}
+                "sequential": [c.to_dict() for c in self.sequential],
+                "series": self.series}
+
+
+SERIES_POINTS = 240  # per side and metric in the report: enough for a chart, small in the DB
+
+
+def _side(samples: Samples | None) -> dict[str, Any]:
+    if samples is None:
+        return {"query": "", "values": [], "series": 0}
+    values = samples.values[-SERIES_POINTS:] if samples.series <= 1 else samples.values
+    if len(values) > SERIES_POINTS:  # several series: every k-th point keeps their shapes
+        values = values[:: -(-len(values) // SERIES_POINTS)]
+    return {"query": samples.query, "values": [round(v, 6) for v in values],
+            "series": samples.series}
+
+
+def series_record(series: Mapping[str, Any], step_seconds: float) -> dict[str, dict[str, Any]]:
+    """What the report draws: each side's query and values (points ``step_seconds`` apart,
+    series after series when a query matched several)."""
+    return {name: {"step_seconds": step_seconds, "baseline": _side(pair.baseline),
+                   "canary": _side(pair.canary)} for name, pair in series.items()}
 
 
 def provider_for(template: CanaryTemplate, settings: Settings) -> MetricProvider:
@@ -283,7 +306,8 @@ def analyze_step(
     result = _sequential_verdict(result, checks)
     points = {name: (_points(pair.baseline), _points(pair.canary)) for name, pair in series.items()}
     return StepAnalysis(step, weight, began_wall.isoformat(timespec="seconds"), elapsed,
-                        stopped_early, points, result, tuple(checks))
+                        stopped_early, points, result, tuple(checks),
+                        series_record(series, template.step_seconds))
 
 
 @task(name="canary-analysis", cache_policy=NO_CACHE)

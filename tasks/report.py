@@ -74,7 +74,28 @@ def _metric_rows(step: dict[str, Any]) -> list[str]:
     return rows
 
 
-def render(rec: ReleaseRecord) -> str:
+def _pictures(step: dict[str, Any], prometheus: str) -> list[str]:
+    """The step's chart as an embedded image and a Prometheus link per metric."""
+    from tasks import report_chart
+
+    lines: list[str] = []
+    try:
+        png = report_chart.step_chart(step)
+    except Exception as exc:  # a chart never costs the report
+        lines += ["", f"(no chart: {type(exc).__name__}: {exc})"[:300]]
+        png = None
+    if png:
+        lines += ["", f"![step {step.get('step')}: canary against stable]"
+                      f"({report_chart.data_uri(png)})"]
+    if prometheus:
+        links = report_chart.metric_links(step, prometheus)
+        if links:
+            lines += ["", "Prometheus: " + " · ".join(f"[{name}]({url})" for name, url in links)]
+    return lines
+
+
+def render(rec: ReleaseRecord, prometheus: str = "", pictures: bool = True) -> str:
+    """``prometheus``: the server's URL, for a graph link per metric; ``pictures``: charts."""
     lines = [
         f"# Release {rec.release} — {rec.outcome.upper()}",
         "",
@@ -92,6 +113,15 @@ def render(rec: ReleaseRecord) -> str:
     ]
     lines += [f"| {s.name} | {s.seconds:.1f} | {s.outcome} | {s.detail.replace('|', '/')} |"
               for s in rec.stages]
+    if pictures and rec.steps:
+        from tasks import report_chart
+
+        try:
+            overview = report_chart.release_chart(rec.steps)
+        except Exception:  # a chart never costs the report
+            overview = None
+        if overview:
+            lines += ["", f"![weight and verdict of each step]({report_chart.data_uri(overview)})"]
     if rec.gate:
         lines += ["", "## Scan gate", ""]
         lines += [f"- {k}: {v}" for k, v in rec.gate.items()]
@@ -106,6 +136,8 @@ def render(rec: ReleaseRecord) -> str:
             "",
             *_metric_rows(step),
         ]
+        if pictures:
+            lines += _pictures(step, prometheus)
         thresholds = step.get("thresholds") or []
         if thresholds:
             lines += ["", "| threshold | phase | measured | failed | reason |",
@@ -122,7 +154,9 @@ def render(rec: ReleaseRecord) -> str:
 def report_task(rec: ReleaseRecord) -> str:
     from prefect.artifacts import create_markdown_artifact
 
-    text = render(rec)
+    from suite import settings as settings_mod
+
+    text = render(rec, prometheus=settings_mod.load().url("prometheus"))
     create_markdown_artifact(key="release-report", markdown=text,
                              description=f"release {rec.release}: {rec.outcome}")
     return text
