@@ -61,6 +61,8 @@ def release(
     model_version: str = "",
     env: dict[str, str] | None = None,
     synthetic_load_rps: float = 0.0,
+    synthetic_load_path: str = "/",
+    synthetic_load_body: dict[str, object] | None = None,
     target: str = "local",
     triggered_by: str = "manual",
 ) -> dict[str, object]:
@@ -68,7 +70,8 @@ def release(
 
     Overrides of the manifest for this run: ``strategy`` (canary | blueGreen | rolling),
     ``replicas``, ``model_version`` (default: the manifest's alias), ``env`` (added to the
-    manifest's environment: fault injection in demos and tests). ``synthetic_load_rps``: GETs
+    manifest's environment: fault injection in demos and tests). ``synthetic_load_rps``: requests
+    (GETs of ``synthetic_load_path``, or POSTs of ``synthetic_load_body`` as JSON)
     sent through the router by the flow itself during the rollout, for environments without real
     traffic (demo, tests).
     """
@@ -81,12 +84,14 @@ def release(
           f"{concurrency_limit(service)!r}: one release per service at a time)")
     with concurrency(concurrency_limit(service), occupy=1, strict=True):
         return _release(settings, service, git_sha, strategy, replicas, model_version,
-                        env or {}, synthetic_load_rps, target, triggered_by)
+                        env or {}, (synthetic_load_rps, synthetic_load_path, synthetic_load_body),
+                        target, triggered_by)
 
 
 def _release(settings: settings_mod.Settings, service: str, git_sha: str,
              strategy: StrategyKind | None, replicas: int | None, model_version: str,
-             env: dict[str, str], synthetic_load_rps: float, target: str,
+             env: dict[str, str],
+             synthetic: tuple[float, str, dict[str, object] | None], target: str,
              triggered_by: str) -> dict[str, object]:
     log = get_run_logger()
     policy = load_policy()
@@ -140,8 +145,9 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
 
         ro = Rollout(rec, settings, target, spec, wl, plan.templates,
                      approval_timeout_s=policy.approval_timeout_s)
-        if synthetic_load_rps > 0:
-            load = LoadGenerator(f"{settings.url('haproxy')}/", synthetic_load_rps, 3600, None,
+        rate, path, body = synthetic
+        if rate > 0:
+            load = LoadGenerator(f"{settings.url('haproxy')}{path}", rate, 3600, None, body=body,
                                  host=spec.host).start()
         run = first if stable_missing(settings, target, service) else STRATEGIES[kind]
         with transaction():

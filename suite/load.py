@@ -11,7 +11,7 @@ import collections
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -50,8 +50,10 @@ class LoadReport:
 class LoadGenerator:
     def __init__(self, url: str, rate: float, duration: float,
                  rows: Sequence[Sequence[float]] | None, concurrency: int = 8,
-                 timeout: float = 5.0, batch: int = 1, host: str = "") -> None:
-        """``rows``: POST them as predictions; None: plain GETs of ``url`` (any HTTP service).
+                 timeout: float = 5.0, batch: int = 1, host: str = "",
+                 body: Mapping[str, object] | None = None) -> None:
+        """``rows``: POST them as predictions; ``body``: POST this JSON document; neither: plain
+        GETs of ``url`` (any HTTP service).
         ``host``: the Host header, which picks the service on the platform's release address."""
         if not 0 < rate <= 2000:
             raise ConfigError(f"rate {rate}/s is outside (0, 2000]")
@@ -63,7 +65,8 @@ class LoadGenerator:
             raise ConfigError("no input rows to send")
         self.url, self.rate, self.duration = url, rate, duration
         self.headers = {"Host": host} if host else {}
-        self.bodies: list[bytes | None] = [None] if rows is None else [
+        self.bodies: list[bytes | None] = (
+            [json.dumps(body).encode()] if body is not None else [None]) if rows is None else [
             json.dumps({"inputs": [list(r) for r in rows[i:i + batch]]}).encode()
             for i in range(0, len(rows), batch)]
         self.concurrency, self.timeout = concurrency, timeout

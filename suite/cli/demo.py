@@ -126,8 +126,11 @@ def run(settings: Settings, say: Say = print) -> list[RunResult]:
     work, url = hello_repo(settings)
     onboard.add(settings, url, "main")
     say(f"  model-server from {PROJECT_DIR}; hello from {url}")
+    from models.data import default_rows
+
     model = {"service": "model-server", "git_sha": head, "synthetic_load_rps": 20.0,
-             "triggered_by": "make demo"}
+             "synthetic_load_path": "/predict",
+             "synthetic_load_body": {"inputs": default_rows(1)}, "triggered_by": "make demo"}
     hello = {"service": "hello", "synthetic_load_rps": 20.0, "triggered_by": "make demo"}
     results: list[RunResult] = []
     say("[2/5] train v1; first release of both services at once")
