@@ -87,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     results = run(settings, say=lambda line: print(line, flush=True))
     outcomes = [r.outcome for r in results if r.name.startswith("release")]
-    expected = ["promoted", "promoted", "rolled_back"]
+    expected = ["promoted", "promoted", "promoted", "promoted", "rolled_back", "rolled_back"]
     if outcomes != expected:
         print(f"unexpected outcomes {outcomes} (expected {expected})", file=sys.stderr)
         return 1
