@@ -54,6 +54,7 @@ GROUPS = [
     "suite.cli.commands.services",
     "suite.cli.commands.release",
     "suite.cli.commands.doctor",
+    "suite.cli.commands.compliance",
     "suite.cli.commands.completion",
 ]
 
