@@ -118,6 +118,19 @@ def load(port: int, reqs: list[bytes], concurrency: int, duration: float) -> ms.
     return ms.Run("", concurrency, len(lat), elapsed, lat, errors)
 
 
+def tree_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """User + system seconds of a server's whole process tree (MLflow's workers included)."""
+    parent = psutil.Process(proc.pid)
+    total = 0.0
+    for p in [parent, *parent.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def tree_rss(proc: subprocess.Popen[bytes]) -> float:
     parent = psutil.Process(proc.pid)
     total = 0
@@ -152,6 +165,7 @@ def main() -> int:
     inproc = {c: ms.bench_in_process(onnx_path, rows, c, args.duration) for c in levels}
     servers = start_all(onnx_path, mlflow_dir, args.workers, work)
     runs: dict[str, dict[int, ms.Run]] = {name: {} for name in servers}
+    cpu: dict[str, dict[int, float]] = {name: {} for name in servers}  # µs per request
     rss: dict[str, float] = {}
     try:
         ms.check_predictions(servers[OURS][1], rows, onnx_path)
@@ -159,7 +173,10 @@ def main() -> int:
             for name, (_, port) in servers.items():
                 reqs = requests(name, port, rows)
                 load(port, reqs, c, 0.3)  # warm-up
+                before = tree_cpu(servers[name][0])
                 runs[name][c] = load(port, reqs, c, args.duration)
+                used = tree_cpu(servers[name][0]) - before
+                cpu[name][c] = used / max(runs[name][c].requests, 1) * 1e6
         rss = {name: tree_rss(proc) for name, (proc, _) in servers.items()}
     finally:
         for proc, _ in servers.values():
@@ -178,18 +195,20 @@ def main() -> int:
         f"ratios, which are measured point by point in one run). Model: torch-mlp "
         f"64→128→128→10, one row per request, {args.duration:g} s per point; "
         f"`mlflow models serve -w {args.workers}` (mlflow {mlflow.__version__}); the ASGI peer "
-        "uses the server's own micro-batcher (max batch 32, 2 ms) and orjson.", "",
+        "uses the server's own micro-batcher (max batch 32, 2 ms) and orjson. CPU µs/req = "
+        "user + system time of the server's process tree per request, the figure the "
+        "machine's other load disturbs least.", "",
         "| clients | in-process ORT req/s | " + " | ".join(
-            f"{n} req/s | p50 / p99 ms | errors" for n in names)
+            f"{n} req/s | p50 / p99 ms | CPU µs/req | errors" for n in names)
         + f" | {OURS} / ORT | {OURS} / ASGI | {OURS} / mlflow |",
-        "|---|---|" + "---|---|---|" * len(names) + "---|---|---|",
+        "|---|---|" + "---|---|---|---|" * len(names) + "---|---|---|",
     ]
     for c in levels:
         cells = [f"{c}", f"{inproc[c].throughput:,.0f}"]
         for n in names:
             r = runs[n][c]
             cells += [f"{r.throughput:,.0f}", f"{r.pct(0.5):.2f} / {r.pct(0.99):.2f}",
-                      f"{r.errors}"]
+                      f"{cpu[n][c]:.0f}", f"{r.errors}"]
         ours = runs[OURS][c].throughput
         cells += [f"{ours / inproc[c].throughput:.2f}", f"{ours / runs[ASGI][c].throughput:.2f}",
                   f"{ours / runs[MLFLOW][c].throughput:.1f}"]
