@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig, load
 from models.serve.errors import ConfigInvalid
+from models.serve.http import Limits
 
 
 def test_defaults_have_fault_injection_off() -> None:
@@ -33,6 +37,8 @@ def test_environment_then_flags() -> None:
     (["--model-uri", "m", "--fault-latency-ms", "nan"], {}, "--fault-latency-ms"),
     (["--model-uri", "m"], {"SERVE_OFFLOAD_INFERENCE": "perhaps"}, "expected 1/0"),
     (["--model-uri", "m", "--log-level", "loud"], {}, "--log-level"),
+    (["--model-uri", "m"], {"SERVE_MAX_CONNECTIONS": "0"}, "SERVE_MAX_CONNECTIONS is 0"),
+    (["--model-uri", "m", "--head-timeout-s", "0"], {}, "--head-timeout-s"),
 ])
 def test_bad_settings_name_flag_and_variable(
     argv: list[str], env: dict[str, str], message: str,
@@ -44,3 +50,15 @@ def test_bad_settings_name_flag_and_variable(
 def test_config_validates_when_built_directly() -> None:
     with pytest.raises(ConfigInvalid, match="model URI is empty"):
         ServeConfig(model_uri="")
+
+
+def test_connection_limits_reach_the_listener() -> None:
+    config = load(["--model-uri", "m.onnx", "--head-timeout-s", "3"],
+                  {"SERVE_MAX_CONNECTIONS": "64", "SERVE_KEEPALIVE_TIMEOUT_S": "20"})
+
+    async def limits() -> Limits:
+        return build_server(ServerState(config)).limits
+
+    assert asyncio.run(limits()) == Limits(max_body_bytes=config.max_body_bytes,
+                                           max_connections=64, keepalive_timeout_s=20.0,
+                                           head_timeout_s=3.0)
