@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,9 +22,11 @@ from tasks.targets.local import HaproxyRouter
 pytestmark = pytest.mark.integration
 
 
-def serve(name: str) -> ThreadingHTTPServer:
+def serve(name: str, delay_s: float = 0.0) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if delay_s and self.path != "/health":
+                time.sleep(delay_s)
             body = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -127,3 +130,34 @@ def test_unknown_server_is_a_deploy_error(platform: Settings):
 
     with pytest.raises(DeployError, match=r"No such server|No such backend"):
         api(platform).set_server("be_nothing", "nope9", weight=1)
+
+
+def test_the_exporters_average_needs_the_http_templates_warm_up_correction(platform: Settings):
+    """HAProxy 2.6's exporter reads a fresh server's average as min(requests, 512)/512 of its
+    true value (`show stat` does not): the `http` template scales it back (policies/analysis/
+    http.yaml). Both sides are read from HAProxy, never timed here."""
+    slow = serve("slow", delay_s=0.03)
+    try:
+        routes = RouteStore(platform.dir("haproxy", "routes"))
+        routes.put(Route("lat", "lat.localhost", "/health"))
+        HaproxyService(platform).reload()
+        HaproxyRouter(platform).publish(Route("lat", "lat.localhost", "/health", live=(
+            Server("canary-1-dddddd", slow.server_address[1], 100),)))
+        wait_up(api(platform), backend_name("lat"), {"canary-1-dddddd"})
+        split(platform, "lat.localhost", 64)
+        exported = read_exported(platform, "be_lat", "canary-1-dddddd")
+        shown = next(line.split(",") for line in api(platform).command("show stat").splitlines()
+                     if line.startswith("be_lat,canary-1-dddddd,"))
+        rtime_s, served = int(shown[60]) / 1000, int(shown[30])
+        assert served == 64 and rtime_s >= 0.03
+        assert exported < 0.5 * rtime_s  # uncorrected: about 64/512 of it
+        assert abs(exported * 512 / min(served, 512) - rtime_s) <= 0.002 + 0.1 * rtime_s
+        HaproxyRouter(platform).withdraw("lat")
+    finally:
+        slow.shutdown()
+
+
+def read_exported(settings: Settings, proxy: str, server: str) -> float:
+    text = httpx.get(settings.url("haproxy_metrics") + "/metrics", timeout=5).text
+    prefix = f'haproxy_server_response_time_average_seconds{{proxy="{proxy}",server="{server}"}}'
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(prefix)))
