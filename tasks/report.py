@@ -121,7 +121,8 @@ def render(rec: ReleaseRecord, prometheus: str = "", pictures: bool = True) -> s
         except Exception:  # a chart never costs the report
             overview = None
         if overview:
-            lines += ["", f"![weight and verdict of each step]({report_chart.data_uri(overview)})"]
+            lines += ["", "## Canary steps", "",
+                      f"![weight and verdict of each step]({report_chart.data_uri(overview)})"]
     if rec.gate:
         lines += ["", "## Scan gate", ""]
         lines += [f"- {k}: {v}" for k, v in rec.gate.items()]
