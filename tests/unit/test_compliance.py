@@ -113,3 +113,21 @@ def test_cli_report_json_and_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path
                      str(tmp_path / "r.html")]) == 1
     assert "record 4 hash mismatch" in (tmp_path / "r.html").read_text()
     assert cli.main(["compliance", "report", "--since", "yesterday"]) == 2
+
+
+def test_release_list_newest_first_by_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from suite import cli
+
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "audit.jsonl").write_text(
+        "".join(r.to_json() + "\n" for r in records()))
+    monkeypatch.setenv("SUITE_HOME", str(tmp_path))
+    assert cli.main(["release", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["release"] for r in rows] == ["cccccccc-000003", "bbbbbbbb-000002",
+                                            "aaaaaaaa-000001"]
+    assert cli.main(["release", "list", "--service", "hello"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[1].split()[:2] == ["aaaaaaaa-000001", "hello"]
+    assert "promoted" in out[1] and "analysis step 3 MARGINAL" in out[1]

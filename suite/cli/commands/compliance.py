@@ -34,7 +34,7 @@ def _date(flag: str, value: str | None) -> datetime | None:
                           f"(expected e.g. 2026-11-01 or 2026-11-01T10:00)") from exc
 
 
-def _records(settings: settings_mod.Settings) -> list[AuditRecord]:
+def audit_records(settings: settings_mod.Settings) -> list[AuditRecord]:
     from suite.audit.store import AuditTrail
 
     return AuditTrail(settings.dir("audit"), _ReadOnly()).records()
@@ -56,7 +56,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     since, until = _date("--since", args.since), _date("--until", args.until)
     settings = settings_mod.load()
     chain_ok, chain = _verify(settings)
-    report = compliance.build(_records(settings), since, until, chain_ok, chain)
+    report = compliance.build(audit_records(settings), since, until, chain_ok, chain)
     if args.json:
         text = json.dumps(report.to_dict(), indent=2) + "\n"
     elif args.format == "html":

@@ -156,10 +156,39 @@ def _command(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """The last releases (newest first) as the audit trail records them: no platform needed
+    but the trail's folder."""
+    from suite.cli.commands.compliance import audit_records
+    from tasks.compliance import releases
+
+    service = args.service or args.target
+    found = [ev for ev in reversed(releases(audit_records(settings_mod.load())))
+             if not service or ev.service == service][: args.limit]
+    rows = [{"release": ev.release, "service": ev.service, "started": ev.started,
+             "ended": ev.ended, "outcome": ev.outcome, "started_by": ev.started_by,
+             "gates": [f"{g['gate']} {g['outcome']}" for g in ev.gates]} for ev in found]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no releases{f' of {service}' if service else ''} in the audit trail")
+        return 0
+    print(f"{'RELEASE':<17} {'SERVICE':<16} {'STARTED':<20} {'OUTCOME':<12} GATES")
+    for r in rows:
+        print(f"{r['release']:<17} {r['service'] or '?':<16} {r['started'][:19]:<20} "
+              f"{r['outcome']:<12} {', '.join(r['gates'])}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
-    p = sub.add_parser("release", help="release a registered service; status | promote | abort")
-    p.add_argument("name", help="a registered service, or status | promote | abort")
-    p.add_argument("target", nargs="?", default="", help="the service, after status|promote|abort")
+    p = sub.add_parser("release",
+                       help="release a registered service; status | promote | abort | list")
+    p.add_argument("name", help="a registered service, or status | promote | abort | list")
+    p.add_argument("target", nargs="?", default="",
+                   help="the service, after status|promote|abort (optional after list)")
+    p.add_argument("--service", default="", help="list: only this service's releases")
+    p.add_argument("--limit", type=int, default=20, help="list: how many (20)")
     p.add_argument("--sha", default="", help="commit to release (default: the branch head)")
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if promoted")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -170,6 +199,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.name == "list":
+        return cmd_list(args)
     if args.name in ("status", "promote", "abort"):
         if not args.target:
             raise ConfigError(f"`suite release {args.name}` needs a service name")

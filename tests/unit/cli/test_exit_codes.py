@@ -107,7 +107,7 @@ READ_COMMANDS = [
     ["status"], ["env"], ["audit", "show"], ["audit", "verify"], ["model", "history", "m"],
     ["services", "validate"], ["services", "list"], ["services", "show", "x"],
     ["release", "status", "x"], ["verify", "img"], ["images", "scan", "img"], ["doctor"],
-    ["compliance", "report"],
+    ["compliance", "report"], ["release", "list"],
 ]
 
 
