@@ -21,21 +21,28 @@ def _audit(settings: Settings, action: str, subject: str, inputs: dict[str, obje
 
 def cmd_base(args: argparse.Namespace) -> int:
     from suite import engine
+    from suite.cli.progress import Activity
     from tasks.images import base
 
     settings = settings_mod.load()
-    rec = base.ensure_base(settings, engine.client(settings), rebuild=args.rebuild, report=print)
+    with Activity("base image") as act:
+        rec = base.ensure_base(settings, engine.client(settings), rebuild=args.rebuild,
+                               report=act.update)
     print(f"base image {rec.local_ref} = {rec.pinned}")
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from suite import vault
+    from suite.cli.progress import Activity
     from tasks import build, evidence
 
     settings = settings_mod.load()
-    result = build.build_image(settings, tag=args.tag, nocache=args.no_cache)
-    ev = evidence.write_evidence(settings, result, vault.client(settings))
+    with Activity("model-server image") as act:
+        act.update("building and pushing")
+        result = build.build_image(settings, tag=args.tag, nocache=args.no_cache)
+        act.update("SBOM and signed provenance")
+        ev = evidence.write_evidence(settings, result, vault.client(settings))
     _audit(settings, "stage.build", result.image.pinned,
            {"tag": result.image.tag, "git_sha": result.git_sha, "base": result.base.pinned})
     print(f"pushed {result.image.ref}\n  digest   {result.image.digest}\n"

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -53,8 +54,9 @@ def start(settings: settings_mod.Settings, service: str, sha: str,
 
 
 def follow(settings: settings_mod.Settings, service: str, run_id: str,
-           quiet: bool) -> dict[str, Any]:
-    """Poll the run and the release record until the run ends; print progress lines."""
+           quiet: bool, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Poll the run and the release record until the run ends; ``say`` gets each new progress
+    line (default: stderr)."""
     from tasks.control import Releases
 
     releases, api, last = Releases(settings), settings.prefect_api_url, ""
@@ -70,7 +72,10 @@ def follow(settings: settings_mod.Settings, service: str, run_id: str,
             if active.phase not in ("running", "ended"):
                 line += f" · {active.phase}"
         if line != last and not quiet:
-            print(f"  {line}", file=sys.stderr, flush=True)
+            if say is not None:
+                say(line)
+            else:
+                print(f"  {line}", file=sys.stderr, flush=True)
             last = line
         if state.get("type") in TERMINAL:
             break
@@ -95,7 +100,10 @@ def cmd_release(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print(f"release of {args.name}: {url}", file=sys.stderr)
-    summary = follow(settings, args.name, run_id, quiet=args.json)
+    from suite.cli.progress import Activity
+
+    with Activity(f"release of {args.name}", quiet=args.json) as act:
+        summary = follow(settings, args.name, run_id, quiet=args.json, say=act.update)
     if args.json:
         print(json.dumps(summary))
     else:
