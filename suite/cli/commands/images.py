@@ -86,6 +86,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_waivers(args: argparse.Namespace) -> int:
+    from policies import scan as scan_policy
+    from tasks.scanners.trivy import ignore_file
+
+    policy = scan_policy.load(Path(args.policy) if args.policy else scan_policy.DEFAULT_POLICY)
+    text = ignore_file(policy.waivers, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(policy.waivers)} waiver(s))")
+    else:
+        print(text, end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     img = sub.add_parser("images", help="base image, build, scan (through the platform engine)")
     isub = img.add_subparsers(dest="images_command", required=True)
@@ -103,6 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     scan.add_argument("--policy", help="scan policy YAML (default policies/scan.yaml)")
     scan.add_argument("--json", action="store_true", help="print the gate's summary as JSON")
     scan.set_defaults(func=cmd_scan)
+    wv = isub.add_parser("waivers", help="the scan policy's waivers as Trivy's ignore file")
+    wv.add_argument("--policy", help="scan policy YAML (default policies/scan.yaml)")
+    wv.add_argument("--format", choices=["trivyignore", "yaml"], default="trivyignore",
+                    help="trivyignore (.trivyignore) or yaml (.trivyignore.yaml, keeps paths)")
+    wv.add_argument("-o", "--output", help="write to this file (e.g. .trivyignore)")
+    wv.set_defaults(func=cmd_waivers)
     ver = sub.add_parser("verify", help="check an image's digest, signature and provenance")
     ver.add_argument("image", help="registry image reference (repo:tag or repo@sha256:…)")
     ver.add_argument("--json", action="store_true")
