@@ -4,6 +4,9 @@ for the model server, GETs for any other service (its Host header picks it)."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import asdict
 
 from suite import load
 from suite import settings as settings_mod
@@ -21,10 +24,11 @@ def cmd_load(args: argparse.Namespace) -> int:
 
         host = Registry(settings).get(args.service).host
     print(f"sending {args.rate}/s to {url} (Host: {host or 'as in the URL'}) for "
-          f"{args.duration}s ...", flush=True)
+          f"{args.duration}s ...", file=sys.stderr if args.json else sys.stdout, flush=True)
     report = load.run(url, args.rate, args.duration, default_rows() if predictions else None,
                       concurrency=args.concurrency, host=host)
-    print(report.summary())
+    print(json.dumps({**asdict(report), "achieved_rate": report.achieved_rate}) if args.json
+          else report.summary())
     return 0 if report.failed <= args.max_failed else 1
 
 
@@ -40,4 +44,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--max-failed", type=int, default=0,
                    help="exit 1 when more requests than this failed (0)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_load)

@@ -107,7 +107,7 @@ READ_COMMANDS = [
     ["status"], ["env"], ["audit", "show"], ["audit", "verify"], ["model", "history", "m"],
     ["services", "validate"], ["services", "list"], ["services", "show", "x"],
     ["release", "status", "x"], ["verify", "img"], ["images", "scan", "img"], ["doctor"],
-    ["compliance", "report"], ["release", "list"],
+    ["compliance", "report"], ["release", "list"], ["load"],
 ]
 
 
@@ -124,3 +124,20 @@ def test_env_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     data = json.loads(capsys.readouterr().out)
     assert data["SUITE_HOME"] == str(tmp_path)
     assert data["PREFECT_API_URL"].startswith("http://127.0.0.1:")
+
+
+def test_load_json_and_exit_code(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from suite import load
+    from suite.load import LoadReport
+
+    def fake_run(url: str, rate: float, duration: float, rows: object, **kw: object) -> LoadReport:
+        return LoadReport(sent=10, ok=8, failed=2, by_status={"200": 8, "503": 2},
+                          duration_s=1.0, p50_ms=1.0, p99_ms=3.0)
+
+    monkeypatch.setattr(load, "run", fake_run)
+    assert cli.main(["load", "--url", "http://127.0.0.1:9/", "--json"]) == 1  # 2 > max-failed 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["failed"] == 2 and data["achieved_rate"] == 10.0
+    assert "sending" in captured.err
