@@ -14,7 +14,6 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from policies.canary import CanaryTemplate
 from policies.canary import load as load_template
 from suite.errors import ConfigError
 from suite.services import spec as spec_mod
@@ -51,8 +50,7 @@ def resolve_templates(spec: ServiceSpec, source: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for name in spec.strategy.templates():
         path = template_path(name, source)
-        parsed: CanaryTemplate = load_template(path)
-        del parsed  # validated; each step loads it again where it runs
+        load_template(path)  # validated now; each step loads it again where it runs
         found[name] = str(path)
     return found
 

@@ -47,12 +47,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     from suite.services import onboard
 
-    reg, spec = onboard.add(settings_mod.load(), args.repository, args.branch)
+    settings = settings_mod.load()
+    reg, spec = onboard.add(settings, args.repository, args.branch)
     if args.json:
         print(json.dumps({**asdict(reg), **_spec_summary(spec)}))
         return 0
     print(f"registered {reg.service} from {reg.repository}@{reg.branch} ({reg.head[:12]}): "
-          f"http://{reg.host}:{settings_mod.load().port('haproxy')}/ "
+          f"http://{reg.host}:{settings.port('haproxy')}/ "
           f"(Host: {reg.host}); release it with `suite release {reg.service} --wait`")
     return 0
 
