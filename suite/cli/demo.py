@@ -40,6 +40,29 @@ class RunResult:
     detail: str = ""
 
 
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+ALIVE_EVERY = 30.0  # a line at least this often while a run is in one state: a sign of life
+
+
+def wait_for_run(name: str, get_state: Callable[[], dict[str, Any]], say: Say,
+                 timeout: float = RUN_TIMEOUT, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> str:
+    """Poll a flow run until it ends (or ``timeout``); say each new state, and every
+    ALIVE_EVERY seconds that it is still in it. Returns the last state type."""
+    began = clock()
+    last, said = "", began
+    while True:
+        state = get_state()
+        kind, label = str(state.get("type") or "?"), str(state.get("name") or "?")
+        now = clock()
+        if label != last or now - said >= ALIVE_EVERY:
+            say(f"  {name}: {label} ({now - began:.0f}s)")
+            last, said = label, now
+        if kind in TERMINAL or now - began >= timeout:
+            return kind
+        sleep(2.0)
+
+
 def run_deployment(settings: Settings, name: str, parameters: dict[str, Any],
                    say: Say) -> RunResult:
     """Start ``name`` on the work pool and wait for it (the workers run it)."""
@@ -48,10 +71,16 @@ def run_deployment(settings: Settings, name: str, parameters: dict[str, Any],
 
     began = time.monotonic()
     with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
-        run = prefect_run(name, parameters=parameters, timeout=RUN_TIMEOUT,
-                          tags=["demo"])
-    state = run.state.type.value if run.state else "UNKNOWN"  # type: ignore[union-attr]
-    result = RunResult(name, str(run.id), state, time.monotonic() - began)  # type: ignore[union-attr]
+        run = prefect_run(name, parameters=parameters, timeout=0, tags=["demo"])
+    run_id = str(run.id)  # type: ignore[union-attr]
+
+    def get_state() -> dict[str, Any]:
+        resp = prefect_http.request(settings.prefect_api_url, "GET", f"/flow_runs/{run_id}")
+        return dict((resp.json() or {}).get("state") or {}) if resp.status_code == 200 else {}
+
+    label = f"{name} {parameters.get('service', '')}".strip()  # two releases run at once
+    state = wait_for_run(label, get_state, say)
+    result = RunResult(name, run_id, state, time.monotonic() - began)
     found = prefect_http.request(settings.prefect_api_url, "POST", "/artifacts/filter", json={
         "artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}})
     artifacts = found.json() if found.status_code == 200 else []  # the summary only loses detail
