@@ -14,6 +14,7 @@ APT_PACKAGES=(
   haproxy socat                              # traffic router for canaries
   prometheus                                 # metrics for canary analysis
   postgresql                                 # optional Prefect backend: suite up --database postgres
+  chromium-headless-shell                    # the release report checked as the Prefect UI renders it
 )
 
 log() { printf '[install] %s\n' "$*"; }
