@@ -94,7 +94,9 @@ def test_suite_images_base_cli_uses_the_cache(
     proc = subprocess.run([sys.executable, "-m", "suite.cli", "images", "base"], env=platform_env,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert f"base image cached: {base.local_ref} = {base.pinned}" in proc.stdout
+    # progress goes to stderr (one plain line per step off a terminal), the result to stdout
+    assert f"base image cached: {base.local_ref} = {base.pinned}" in proc.stderr
+    assert f"base image {base.local_ref} = {base.pinned}" in proc.stdout
 
 
 def test_build_pushes_image_tagged_with_git_sha(
