@@ -92,7 +92,9 @@ def _command(ro: Rollout, consume: bool = True) -> Command | None:
 
 
 def _pause(ro: Rollout, number: int, seconds: float | None) -> bool:
-    """Wait ``seconds`` (None: until promote). True when a promote said to skip ahead."""
+    """Wait ``seconds``, or until `suite release promote` for an indefinite pause (which it
+    ends: the steps after it still run). True when a promote during a timed pause said to skip
+    the remaining steps."""
     ro.releases.update(ro.service, phase="paused", step=f"{number}: pause")
     deadline = None if seconds is None else time.monotonic() + seconds
     if seconds is None:
@@ -100,7 +102,8 @@ def _pause(ro: Rollout, number: int, seconds: float | None) -> bool:
               f"(or abort)")
     while deadline is None or time.monotonic() < deadline:
         if _command(ro) == Command.PROMOTE:
-            return True
+            ro.releases.update(ro.service, phase="running")
+            return deadline is not None
         left = POLL_SECONDS if deadline is None else min(POLL_SECONDS,
                                                          deadline - time.monotonic())
         if left > 0:
