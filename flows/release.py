@@ -11,6 +11,7 @@ them fails. Every stage is audited and the run ends with a report.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,11 @@ from policies.release import load as load_policy
 from suite import settings as settings_mod
 from suite.errors import ConfigError
 from suite.load import LoadGenerator
-from suite.services.onboard import concurrency_limit, ensure_concurrency_limit
+from suite.services.onboard import (
+    concurrency_limit,
+    ensure_concurrency_limit,
+    name_run_state,
+)
 from suite.services.spec import StrategyKind
 from tasks.build import build_task, for_service
 from tasks.control import Active, Releases
@@ -50,6 +55,9 @@ from tasks.scan import scan_task
 from tasks.test_stage import container_test_task
 
 TARGETS = ("local",)
+#: how long a release tries for its service's slot before it shows itself as waiting (long
+#: enough that a slow answer of a busy API is not taken for a held slot)
+SLOT_PATIENCE_S = 10.0
 
 
 @flow(name="release", log_prints=True)
@@ -80,9 +88,18 @@ def release(
         raise ConfigError(f"target {target!r}: the release flow drives {', '.join(TARGETS)}; "
                           f"provision Kubernetes with the `provision` flow (Pulumi)")
     ensure_concurrency_limit(settings, service)
-    print(f"waiting for the release slot of {service} (concurrency limit "
-          f"{concurrency_limit(service)!r}: one release per service at a time)")
-    with concurrency(concurrency_limit(service), occupy=1, strict=True):
+    slot = ExitStack()
+    try:
+        slot.enter_context(concurrency(concurrency_limit(service), occupy=1, strict=True,
+                                       timeout_seconds=SLOT_PATIENCE_S))
+    except TimeoutError:
+        print(f"another release of {service} is running: waiting for its slot (concurrency "
+              f"limit {concurrency_limit(service)!r}, one release per service at a time)")
+        run_id = str(flow_run.get_id() or "")
+        name_run_state(settings, run_id, "AwaitingReleaseSlot")
+        slot.enter_context(concurrency(concurrency_limit(service), occupy=1, strict=True))
+        name_run_state(settings, run_id, "Running")
+    with slot:
         return _release(settings, service, git_sha, strategy, replicas, model_version,
                         env or {}, (synthetic_load_rps, synthetic_load_path, synthetic_load_body),
                         target, triggered_by)

@@ -75,3 +75,14 @@ def remove(settings: Settings, service: str, replicas: int) -> None:
     vault.delete_service_policy(vault.client(settings), service)
     delete_concurrency_limit(settings, service)
     registry.remove(service)
+
+
+def name_run_state(settings: Settings, flow_run_id: str, name: str) -> None:
+    """Give the running flow run's state a name the Runs page shows (e.g. waiting for the
+    service's release slot); a failure only loses the label."""
+    try:
+        prefect_http.request(settings.prefect_api_url, "POST",
+                             f"/flow_runs/{flow_run_id}/set_state",
+                             json={"state": {"type": "RUNNING", "name": name}, "force": True})
+    except Exception:  # noqa: S110 - a label, never a reason to fail the release
+        pass

@@ -22,7 +22,7 @@ from suite.services import onboard
 from suite.services.spec import ManifestError
 from suite.settings import Settings
 from tasks.targets.local import LocalTarget
-from tests.conftest import REPO
+from tests.conftest import REPO, prefect_api
 from tests.e2e.conftest import in_thread, release, train
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -95,6 +95,31 @@ def test_service_from_a_git_url_is_released_and_answers_on_its_host(
     state = LocalTarget(release_platform).state("hello")
     assert state.stable is not None and len(state.stable.instances) == 2
     assert get(release_platform, "nobody.localhost").status_code == 404
+
+
+def test_a_second_release_of_one_service_waits_for_the_first(
+        release_platform: Settings, hello: tuple[Path, str]) -> None:
+    """Two releases of hello started together: one holds the slot, the other is shown
+    AwaitingReleaseSlot on the Runs page and starts only once the first has ended."""
+    from suite import audit
+
+    seen = len(audit.trail(release_platform).records())
+    first, box_a = in_thread(lambda: release(service="hello"))
+    second, box_b = in_thread(lambda: release(service="hello"))
+    first.join(900)
+    second.join(900)
+    assert "error" not in box_a and "error" not in box_b, (box_a, box_b)
+    assert box_a["result"]["outcome"] == box_b["result"]["outcome"] == "promoted"
+    actions = [r.action for r in audit.trail(release_platform).records()[seen:]
+               if r.action in ("release.start", "release.promoted")]
+    assert actions == ["release.start", "release.promoted"] * 2, actions
+    names = set()
+    for run in prefect_api(release_platform.prefect_api_url, "POST", "/flow_runs/filter", json={
+            "flow_runs": {"tags": {"all_": []}}, "sort": "START_TIME_DESC", "limit": 2}).json():
+        states = prefect_api(release_platform.prefect_api_url, "GET", "/flow_run_states/",
+                             params={"flow_run_id": run["id"]}).json()
+        names.update(st["name"] for st in states)
+    assert "AwaitingReleaseSlot" in names, names
 
 
 def test_a_bad_manifest_is_refused_naming_the_key(release_platform: Settings,
