@@ -57,6 +57,7 @@ def release_all(settings: Settings, names: list[str]) -> tuple[float, list[str]]
 
 def one(n: int) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix=f"bench-svc{n}-"))
+    home.chmod(0o755)  # the postgres user must reach its data directory below it
     settings = Settings(home=home, ports=free_ports(), workers=4, database="postgres")
     try:
         manager.up(settings)
@@ -87,12 +88,17 @@ def one(n: int) -> dict[str, object]:
         store = FileStore(settings.dir("targets", "local"))
         stable_ok = sum(1 for name in names if (st := store.load(name).stable) is not None
                         and st.workload.version == heads[name] and st.instances)
-        return {"n": n, "first_s": round(first_s), "wall_s": round(wall),
+        row = {"n": n, "first_s": round(first_s), "wall_s": round(wall),
                 "first": first, "outcomes": outcomes, "starts": len(starts),
                 "ends": len(ends), "stable_at_new_commit": stable_ok}
-    finally:
+    except BaseException:
+        print(f"kept {home} for a look (`SUITE_HOME={home} suite logs worker-1`)",
+              file=sys.stderr)
         manager.down(settings)
-        shutil.rmtree(home, ignore_errors=True)
+        raise
+    manager.down(settings)
+    shutil.rmtree(home, ignore_errors=True)
+    return row
 
 
 def main() -> None:
