@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import model_server as ms  # noqa: E402
+from results import write_section  # noqa: E402
 
 from models.kinds import TrainConfig  # noqa: E402
 from models.serve import wire  # noqa: E402
@@ -296,14 +297,7 @@ def main() -> int:
     section = "\n".join(lines) + "\n"
     print(section)
     if args.results:
-        text = args.results.read_text()
-        if SECTION in text:
-            start_at = text.index(SECTION)
-            end_at = text.find("\n## ", start_at + len(SECTION))
-            text = text[:start_at] + section + (text[end_at + 1:] if end_at >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        args.results.write_text(text)
+        write_section(args.results, SECTION, section)
         print(f"written to {args.results}")
     return 0
 
