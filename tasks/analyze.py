@@ -13,7 +13,7 @@ reported on the check). A series first seen after the step's first look started 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from policies.canary import CanaryTemplate, SequentialMetric
 from policies.canary import load as load_template
 from suite.errors import ConfigError
+from suite.services.spec import Step
 from suite.settings import Settings
 from tasks.canary.analysis import AnalysisResult, collect, judge, measure
 from tasks.canary.scoring import Verdict, worst
@@ -208,9 +209,11 @@ class StepAnalysis:
     sequential: tuple[SequentialCheck, ...] = ()
     #: metric -> the judged samples of each side, for the report's chart and Prometheus links
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kind: str = "analysis"  # or "pause": a pause watched by its sequential tests only
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "weight": self.weight, "started": self.started,
+        return {"step": self.step, "kind": self.kind, "weight": self.weight,
+                "started": self.started,
                 "seconds": round(self.seconds, 1), "stopped_early": self.stopped_early,
                 "points": {k: list(v) for k, v in self.points.items()},
                 **self.result.to_dict(),
@@ -308,6 +311,70 @@ def analyze_step(
     return StepAnalysis(step, weight, began_wall.isoformat(timespec="seconds"), elapsed,
                         stopped_early, points, result, tuple(checks),
                         series_record(series, template.step_seconds))
+
+
+def pause_templates(steps: Sequence[Step], number: int) -> tuple[str, ...]:
+    """The templates whose sequential tests watch pause step ``number`` (1-based): those of the
+    next analysis step, or of the last one before it when none follows (none: no watch)."""
+    after = [s.analysis for s in steps[number:] if s.analysis is not None]
+    before = [s.analysis for s in steps[: number - 1] if s.analysis is not None]
+    chosen = after[0] if after else (before[-1] if before else None)
+    return chosen.templates if chosen is not None else ()
+
+
+class PauseWatch:
+    """The sequential monitors of a pause step, fed at every look while the pause waits (the
+    pause polls for promote/abort anyway). There is no judge in a pause: only a critical
+    rejection decides anything, and it ends the pause FAIL at once."""
+
+    def __init__(self, provider: MetricProvider, templates: Mapping[str, CanaryTemplate], *,
+                 variables: Mapping[str, str], step: int, weight: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.provider, self.step, self.weight, self.clock = provider, step, weight, clock
+        self.names = tuple(templates)
+        self.watches = [w for t in templates.values() for w in _watches(provider, t, variables)]
+        self.began_wall = datetime.now(UTC)
+        self.began = clock()
+
+    def look(self) -> StepAnalysis | None:
+        """Feed every monitor once; the pause's FAIL record when a critical one rejected."""
+        seconds = self.clock() - self.began
+        for watch in self.watches:
+            if isinstance(self.provider, SeriesProvider):
+                watch.look(self.provider, seconds)
+            else:
+                watch.error = f"metric provider {self.provider.name!r} cannot list series"
+        if any(w.metric.critical and w.crossed_at is not None for w in self.watches):
+            return self.record(stopped_early=True)
+        return None
+
+    def record(self, stopped_early: bool = False) -> StepAnalysis:
+        """The pause as a step of the report: its monitors' p-values over time, its verdict."""
+        checks = [w.check() for w in self.watches]
+        watched = f"pause watched by the sequential tests ({', '.join(self.names)}) only"
+        result = _sequential_verdict(AnalysisResult(Verdict.PASS, 100.0, watched, ()), checks)
+        if result.verdict == Verdict.FAIL:
+            result = replace(result, score=0.0)
+        return StepAnalysis(self.step, self.weight, self.began_wall.isoformat(timespec="seconds"),
+                            self.clock() - self.began, stopped_early, {}, result, tuple(checks),
+                            kind="pause")
+
+    @property
+    def fed(self) -> bool:
+        return any(w.history for w in self.watches)
+
+
+def pause_watch(template_paths: Mapping[str, str], settings: Settings, service: str, step: int,
+                weight: int) -> PauseWatch | None:
+    """The watch of a pause at ``weight`` %, or None when there is nothing to watch (no
+    traffic on the canary, or no template with a ``sequential:`` section)."""
+    templates = {name: load_template(path) for name, path in template_paths.items()}
+    templates = {name: t for name, t in templates.items() if t.sequential}
+    if weight <= 0 or not templates:
+        return None
+    provider = provider_for(next(iter(templates.values())), settings)
+    return PauseWatch(provider, templates, variables={"service": service}, step=step,
+                      weight=weight)
 
 
 @task(name="canary-analysis", cache_policy=NO_CACHE)

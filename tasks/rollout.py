@@ -9,14 +9,15 @@ the transaction's hooks then send all traffic back to stable.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from suite.errors import SuiteError
 from suite.load import LoadGenerator
 from suite.services.spec import AnalysisRef, ServiceSpec, StrategyKind
 from suite.settings import Settings
-from tasks.analyze import analysis_task
+from tasks.analyze import analysis_task, pause_templates, pause_watch
 from tasks.canary.scoring import Verdict
 from tasks.control import Command, Releases
 from tasks.deploy import (
@@ -91,16 +92,18 @@ def _command(ro: Rollout, consume: bool = True) -> Command | None:
     return found.command
 
 
-def _pause(ro: Rollout, number: int, seconds: float | None) -> bool:
+def _pause(ro: Rollout, number: int, seconds: float | None,
+           look: Callable[[], None] = lambda: None) -> bool:
     """Wait ``seconds``, or until `suite release promote` for an indefinite pause (which it
     ends: the steps after it still run). True when a promote during a timed pause said to skip
-    the remaining steps."""
+    the remaining steps. ``look`` runs at every poll (the sequential tests, _watched_pause)."""
     ro.releases.update(ro.service, phase="paused", step=f"{number}: pause")
     deadline = None if seconds is None else time.monotonic() + seconds
     if seconds is None:
         print(f"step {number}: paused until `suite release promote {ro.service}` "
               f"(or abort)")
     while deadline is None or time.monotonic() < deadline:
+        look()
         if _command(ro) == Command.PROMOTE:
             ro.releases.update(ro.service, phase="running")
             return deadline is not None
@@ -110,6 +113,30 @@ def _pause(ro: Rollout, number: int, seconds: float | None) -> bool:
             ro.sleep(left)
     ro.releases.update(ro.service, phase="running")
     return False
+
+
+@contextmanager
+def _watched_pause(ro: Rollout, number: int, weight: int) -> Iterator[Callable[[], None]]:
+    """The sequential tests of the templates around pause ``number`` (analyze.pause_templates),
+    fed at each poll: a critical rejection records the pause FAIL and rolls back at once;
+    otherwise the pause is recorded with their p-values over time."""
+    names = pause_templates(ro.spec.strategy.steps, number)
+    watch = pause_watch({n: ro.templates[n] for n in names}, ro.settings, ro.service, number,
+                        weight) if names else None
+
+    def look() -> None:
+        failed = watch.look() if watch is not None else None
+        if failed is not None:
+            ro.rec.steps.append({**failed.to_dict(), "template": ", ".join(names)})
+            audit_task(ro.settings, "canary.analysis", f"{ro.rec.release} step {number}",
+                       {"template": ", ".join(names), "weight": weight, "verdict": "FAIL",
+                        "score": 0.0, "reason": failed.result.reason}, outcome="FAIL")
+            raise RolledBack(f"step {number} FAIL during the pause at {weight} %: "
+                             f"{failed.result.reason}")
+
+    yield look
+    if watch is not None and watch.fed:
+        ro.rec.steps.append({**watch.record().to_dict(), "template": ", ".join(names)})
 
 
 def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
@@ -181,8 +208,9 @@ def canary(ro: Rollout) -> None:
             ro.releases.update(ro.service, step=f"{number}: setWeight", weight=weight)
         elif step.kind == "pause":
             label = "until promoted" if step.pause_s is None else f"{step.pause_s:g}s"
-            with stage(ro.rec, f"step {number}: pause {label}"):
-                skip = _pause(ro, number, step.pause_s)
+            with stage(ro.rec, f"step {number}: pause {label}"), \
+                    _watched_pause(ro, number, weight) as look:
+                skip = _pause(ro, number, step.pause_s, look)
             if skip:
                 break
         elif step.analysis is not None:

@@ -183,3 +183,69 @@ def test_provider_without_series_reports_it() -> None:
     step = run(Plain(Clock()))
     assert step.sequential[0].error == "metric provider 'scripted' cannot list series"
     assert step.result.verdict == Verdict.PASS
+
+
+# pauses: the same monitors fed at every poll of a pause step, no judge
+
+
+def pause(platform: Platform, data: dict[str, Any] = TEMPLATE, polls: int = 10):
+    from tasks.analyze import PauseWatch
+
+    watch = PauseWatch(platform, {"t": parse(data)}, variables={}, step=2, weight=20,
+                       clock=platform.clock)
+    for _ in range(polls):
+        failed = watch.look()
+        if failed is not None:
+            return watch, failed
+        platform.clock.sleep(1)
+    return watch, None
+
+
+def test_a_pause_of_equal_versions_is_recorded_pass_with_its_p_values() -> None:
+    watch, failed = pause(Platform(Clock()))
+    assert failed is None and watch.fed
+    record = json.loads(json.dumps(watch.record().to_dict()))
+    assert (record["kind"], record["verdict"], record["metrics"]) == ("pause", "PASS", [])
+    assert [len(c["history"]) for c in record["sequential"]] == [10, 10]
+
+
+def test_canary_errors_during_a_pause_end_it_fail_at_once() -> None:
+    watch, failed = pause(Platform(Clock(), canary_errors_every=1))
+    assert failed is not None and failed.stopped_early and failed.kind == "pause"
+    assert failed.result.verdict == Verdict.FAIL and failed.result.score == 0.0
+    assert failed.result.reason.startswith("sequential errors at ")
+    assert failed.sequential[0].crossed_at is not None and failed.sequential[0].crossed_at <= 5
+
+
+@pytest.mark.parametrize(
+    ("steps", "number", "expected"),
+    [(["w", "p", "a1", "w", "a2"], 2, ("a1",)),   # the next analysis
+     (["w", "a1", "w", "p"], 4, ("a1",)),         # none follows: the last one before
+     (["w", "p", "w"], 2, ())],                   # no analysis at all: nothing to watch
+)
+def test_pause_watches_the_templates_of_the_analysis_around_it(
+        steps: list[str], number: int, expected: tuple[str, ...]) -> None:
+    from suite.services.spec import AnalysisRef, Step
+    from tasks.analyze import pause_templates
+
+    made = [Step("setWeight", weight=20) if s == "w" else Step("pause", weight=20, pause_s=5)
+            if s == "p" else Step("analysis", weight=20, analysis=AnalysisRef((s,), 20, 2))
+            for s in steps]
+    assert pause_templates(made, number) == expected
+
+
+def test_no_watch_without_canary_traffic_or_without_a_sequential_section(
+        tmp_path: Any) -> None:
+    import yaml
+
+    from suite.settings import Settings
+    from tasks.analyze import pause_watch
+
+    with_seq, without = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    with_seq.write_text(yaml.safe_dump(TEMPLATE))
+    without.write_text(yaml.safe_dump({k: v for k, v in TEMPLATE.items() if k != "sequential"}))
+    settings = Settings(home=tmp_path, ports={})
+    assert pause_watch({"a": str(with_seq)}, settings, "web", 2, 0) is None
+    assert pause_watch({"b": str(without)}, settings, "web", 2, 20) is None
+    watch = pause_watch({"a": str(with_seq), "b": str(without)}, settings, "web", 2, 20)
+    assert watch is not None and watch.names == ("a",)
