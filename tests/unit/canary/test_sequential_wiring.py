@@ -210,7 +210,7 @@ def test_a_pause_of_equal_versions_is_recorded_pass_with_its_p_values() -> None:
 
 
 def test_canary_errors_during_a_pause_end_it_fail_at_once() -> None:
-    watch, failed = pause(Platform(Clock(), canary_errors_every=1))
+    _, failed = pause(Platform(Clock(), canary_errors_every=1))
     assert failed is not None and failed.stopped_early and failed.kind == "pause"
     assert failed.result.verdict == Verdict.FAIL and failed.result.score == 0.0
     assert failed.result.reason.startswith("sequential errors at ")
