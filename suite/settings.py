@@ -29,6 +29,9 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 
 DATABASES = ("sqlite", "postgres")
+#: requests per second one source address may send to the release address, averaged over 10 s
+#: (HAProxy answers 429 beyond it); 10x the heaviest load the demo and the tests send. 0: no limit
+DEFAULT_RATE_LIMIT = 1000
 #: the checkout this package runs from (installed editable by `make install`)
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 #: where the debootstrap rootfs of the base image is kept across homes and test runs
@@ -79,6 +82,8 @@ class Settings:
     image_cache: Path = DEFAULT_IMAGE_CACHE
     #: Trivy cache (vulnerability DB); None = ``<home>/trivy``
     trivy_cache_dir: Path | None = None
+    #: per-source request rate limit of HAProxy's release frontend (requests/s; 0 = off)
+    rate_limit: int = DEFAULT_RATE_LIMIT
 
     def __post_init__(self) -> None:
         for name, port in self.ports.items():
@@ -89,6 +94,9 @@ class Settings:
             )
         if self.workers < 0:
             raise ConfigError(f"workers is {self.workers} (expected 0 or more)")
+        if self.rate_limit < 0:
+            raise ConfigError(f"rate limit is {self.rate_limit} requests/s per source address "
+                              f"(expected 0 for none, or more; default {DEFAULT_RATE_LIMIT})")
 
     def port(self, name: str) -> int:
         try:
@@ -120,6 +128,7 @@ class Settings:
         ports: Mapping[str, int] | None = None,
         workers: int | None = None,
         database: str | None = None,
+        rate_limit: int | None = None,
     ) -> Settings:
         merged = dict(self.ports)
         merged.update(ports or {})
@@ -128,6 +137,7 @@ class Settings:
             ports=merged,
             workers=self.workers if workers is None else workers,
             database=self.database if database is None else database,
+            rate_limit=self.rate_limit if rate_limit is None else rate_limit,
         )
 
 
@@ -145,7 +155,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
     ``SUITE_HOME`` (default ``./.suite``), ``SUITE_<SERVICE>_PORT``, ``SUITE_WORKERS``,
     ``SUITE_DATABASE``, ``SUITE_WORKER_QUERY_SECONDS``, ``DOCKER_HOST``, ``SUITE_IMAGE_CACHE``,
-    ``SUITE_TRIVY_CACHE_DIR``.
+    ``SUITE_TRIVY_CACHE_DIR``, ``SUITE_RATE_LIMIT``.
     """
     env = os.environ if env is None else env
     home = Path(env.get("SUITE_HOME") or Path.cwd() / ".suite").expanduser().resolve()
@@ -167,6 +177,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         pulumi_backend_url=env.get("PULUMI_BACKEND_URL") or None,
         image_cache=_path_env(env, "SUITE_IMAGE_CACHE") or DEFAULT_IMAGE_CACHE,
         trivy_cache_dir=_path_env(env, "SUITE_TRIVY_CACHE_DIR"),
+        rate_limit=_int_env(env, "SUITE_RATE_LIMIT",
+                            int(saved.get("rate_limit", DEFAULT_RATE_LIMIT))),
     )
 
 
@@ -177,6 +189,7 @@ def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[
     for name, port in settings.ports.items():
         base[f"SUITE_{name.upper()}_PORT"] = str(port)
     base["SUITE_DATABASE"] = settings.database
+    base["SUITE_RATE_LIMIT"] = str(settings.rate_limit)
     # where deployments find the flows (prefect.yaml's pull step sets the working directory)
     base.setdefault("SUITE_PROJECT_DIR", str(PROJECT_DIR))
     base.setdefault("PYTHONUNBUFFERED", "1")

@@ -43,7 +43,7 @@ def save_config(settings: Settings) -> None:
         config_path(settings),
         json.dumps(
             {"ports": dict(settings.ports), "workers": settings.workers,
-             "database": settings.database},
+             "database": settings.database, "rate_limit": settings.rate_limit},
             indent=2,
         ),
     )

@@ -43,11 +43,16 @@ def _say(line: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_mod.load().with_overrides(
-        ports=_port_overrides(args.port), workers=args.workers, database=args.database
+        ports=_port_overrides(args.port), workers=args.workers, database=args.database,
+        rate_limit=args.rate_limit,
     )
     began = time.monotonic()
     result = manager.up(settings, only=args.only or None, report=_say)
     elapsed = time.monotonic() - began
+    if args.rate_limit is not None and "haproxy" in result.already:
+        from suite.platform.services.haproxy import HaproxyService
+
+        HaproxyService(settings).reload()  # a running router takes the new limit at once
     if result.started:
         _audit(settings, "platform.up", ",".join(result.started),
                {"ports": dict(settings.ports), "workers": settings.workers,
@@ -145,6 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     up.add_argument("--workers", type=int, default=None, help="Prefect process workers (2)")
     up.add_argument("--database", choices=["sqlite", "postgres"], default=None,
                     help="Prefect server database (sqlite; postgres for many workers)")
+    up.add_argument("--rate-limit", type=int, default=None, metavar="N",
+                    help="requests/s one source address may send to the release address, "
+                         "averaged over 10 s; beyond it HAProxy answers 429 (1000; 0: off)")
     up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
                     help="override a port, e.g. prefect=4300 (defaults: "
                     + ", ".join(f"{k}={v}" for k, v in DEFAULT_PORTS.items()) + ")")

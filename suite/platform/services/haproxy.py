@@ -25,6 +25,30 @@ from suite.platform.service import Service, http_ok
 RELOAD_TIMEOUT = 20.0
 
 
+#: the window HAProxy averages each source address's request rate over
+RATE_WINDOW_S = 10
+
+
+def rate_limit(per_second: int) -> str:
+    """Release frontend rules: a source address sending more than ``per_second`` requests/s on
+    average over :data:`RATE_WINDOW_S` is answered 429 by HAProxy itself, so neither stable nor
+    canary sees the flood (and it never counts against an analysis). 0: no limit."""
+    if per_second <= 0:
+        return "    # no per-source request rate limit (suite up --rate-limit 0)"
+    most = per_second * RATE_WINDOW_S
+    body = ('{\\"error\\":\\"too many requests from this address: more than '
+            f'{per_second} per second over {RATE_WINDOW_S} s\\"}}')
+    return "\n".join([
+        f"    # per source address: more than {per_second} requests/s over {RATE_WINDOW_S} s get "
+        f"429 (suite up --rate-limit)",
+        f"    stick-table type ipv6 size 100k expire {RATE_WINDOW_S * 3}s "
+        f"store http_req_rate({RATE_WINDOW_S}s)",
+        "    http-request track-sc0 src",
+        f"    http-request return status 429 content-type application/json string \"{body}\" "
+        f"hdr Retry-After {RATE_WINDOW_S} if {{ sc_http_req_rate(0) gt {most} }}",
+    ])
+
+
 def _worker_pid(api: RuntimeApi) -> str:
     for line in api.command("show info").splitlines():
         if line.startswith("Pid:"):
@@ -84,6 +108,7 @@ defaults
 
 frontend release
     bind {host}:{self.port}
+{rate_limit(self.settings.rate_limit)}
 {release}
     default_backend unrouted
 
