@@ -4,6 +4,12 @@ Each service runs in its own session (process group) so stopping it also stops i
 (Prefect's uvicorn, MLflow's job consumers). Its pid, start time and command go to a small JSON
 file under ``run/``; a pid is only trusted when the process with that pid also has the recorded
 start time, so a recycled pid never makes a crashed service look alive.
+
+A child starts with the default action for the signals that stop it: a shell running `suite up`
+in the background (or under ``nohup``) hands its children SIGINT/SIGQUIT (or SIGHUP) ignored, and a
+worker that ignores its SIGINT would only die of the SIGKILL after the stop timeout.
+``stop()`` returns once the process is gone (reaped when it is our child), never while it is
+still dying.
 """
 
 from __future__ import annotations
@@ -89,6 +95,23 @@ def ensure_port_free(service: str, host: str, port: int, env_hint: str) -> None:
         )
 
 
+#: signals a child gets back at their default action (and unblocked) before it execs
+RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP)
+#: how long a SIGKILLed process may take to disappear before stop() calls it a failure
+KILL_GRACE = 10.0
+
+
+def _child_setup(preexec: Callable[[], None] | None) -> Callable[[], None]:
+    def setup() -> None:
+        for sig in RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RESET_SIGNALS)
+        if preexec is not None:
+            preexec()
+
+    return setup
+
+
 def spawn(
     *,
     name: str,
@@ -113,7 +136,7 @@ def spawn(
             env=dict(env),
             cwd=str(cwd),
             start_new_session=True,
-            preexec_fn=preexec,
+            preexec_fn=_child_setup(preexec),
         )
     try:
         created = psutil.Process(proc.pid).create_time()
@@ -124,8 +147,34 @@ def spawn(
     return record
 
 
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status when it is our own child, so no zombie is left."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent (or init) reaps it
+        pass
+
+
+def _gone(record: ProcessRecord) -> bool:
+    _reap(record.pid)
+    return not record.alive()
+
+
+def _wait_gone(record: ProcessRecord, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _gone(record):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def stop(record: ProcessRecord, timeout: float = 30.0) -> bool:
-    """Stop the process group gracefully; escalate to SIGKILL after ``timeout``."""
+    """Stop the process group gracefully; escalate to SIGKILL after ``timeout``.
+
+    Returns True once the process is gone, False when it was not running. A process that
+    survives even SIGKILL for ``KILL_GRACE`` seconds (stuck in the kernel) is an error.
+    """
     if not record.alive():
         return False
     try:
@@ -134,21 +183,19 @@ def stop(record: ProcessRecord, timeout: float = 30.0) -> bool:
         return False
     except PermissionError:
         os.kill(record.pid, record.stop_signal)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not record.alive():
-            break
-        time.sleep(0.1)
-    else:
-        try:
-            os.killpg(record.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    # Reap children left in the group (job consumers and the like).
+    graceful = _wait_gone(record, timeout)
+    # SIGKILL the group: the leader when it ignored its signal, and in any case the children
+    # it left behind (job consumers and the like).
     try:
         os.killpg(record.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if not graceful and not _wait_gone(record, KILL_GRACE):
+        raise ServiceUnavailable(
+            f"{record.name} (pid {record.pid}) is still running {timeout + KILL_GRACE:.0f}s "
+            f"after {signal.Signals(record.stop_signal).name} and SIGKILL (stuck in the "
+            f"kernel?); see `ps -o pid,stat,wchan -p {record.pid}`"
+        )
     return True
 
 

@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,9 @@ def test_missing_binary_names_the_package():
         find_binary("no-such-tool", "apt-get install x")
 
 
+READY_THEN_SLEEP = "import pathlib, time; pathlib.Path({!r}).touch(); time.sleep(600)"
+
+
 def test_spawned_process_is_tracked_and_stopped_with_its_signal(tmp_path: Path):
     rec = process.spawn(
         name="sleeper", argv=[sys.executable, "-c", "import time; time.sleep(60)"],
@@ -46,12 +48,43 @@ def test_spawned_process_is_tracked_and_stopped_with_its_signal(tmp_path: Path):
     assert not rec.alive()
 
 
+def test_a_child_of_a_shell_that_ignores_sigint_still_stops_on_its_sigint(tmp_path: Path):
+    """A background job of a non-interactive shell inherits SIGINT ignored (how the fresh-clone
+    `make test` failure happened): the child gets the default action back, so SIGINT stops it
+    (KeyboardInterrupt in its log) instead of the SIGKILL after the timeout."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        rec = process.spawn(
+            name="sleeper",
+            argv=[sys.executable, "-c", READY_THEN_SLEEP.format(str(tmp_path / "ready"))],
+            env={}, cwd=tmp_path, log_path=tmp_path / "log", run_dir=tmp_path / "run",
+            stop_signal=signal.SIGINT,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    process.wait_until((tmp_path / "ready").exists, timeout=60, what="sleeper", record=rec)
+    assert process.stop(rec, timeout=60)
+    assert not rec.alive()
+    assert "KeyboardInterrupt" in (tmp_path / "log").read_text()
+
+
+def test_a_process_that_ignores_its_signal_is_killed_and_gone_when_stop_returns(tmp_path: Path):
+    code = ("import signal, pathlib, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"pathlib.Path({str(tmp_path / 'ready')!r}).touch(); time.sleep(600)")
+    rec = process.spawn(name="stubborn", argv=[sys.executable, "-c", code], env={}, cwd=tmp_path,
+                        log_path=tmp_path / "log", run_dir=tmp_path / "run")
+    process.wait_until((tmp_path / "ready").exists, timeout=60, what="stubborn", record=rec)
+    assert process.stop(rec, timeout=0.2)
+    assert not rec.alive()
+    with pytest.raises(ProcessLookupError):  # reaped: not even a zombie is left
+        os.kill(rec.pid, 0)
+
+
 def test_recycled_pid_does_not_look_alive(tmp_path: Path):
     rec = process.spawn(
         name="x", argv=[sys.executable, "-c", "pass"], env={}, cwd=tmp_path,
         log_path=tmp_path / "log", run_dir=tmp_path / "run",
     )
-    time.sleep(0.5)
     fake = process.ProcessRecord("x", rec.pid, rec.create_time - 1000, rec.argv, rec.stop_signal)
     assert not fake.alive()
 
