@@ -31,6 +31,7 @@ from suite.services.onboard import (
 )
 from suite.services.spec import StrategyKind
 from tasks.build import build_task, for_service
+from tasks.compliance import start_subject
 from tasks.control import Active, Releases
 from tasks.deploy import (
     bind_model,
@@ -127,7 +128,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
         rec.release = new_release_id(plan.git_sha)
         releases.start(Active(service, rec.release, str(flow_run.get_id() or ""), kind.value,
                               datetime.now(UTC).isoformat(timespec="seconds")))
-        audit_task(settings, "release.start", rec.release,
+        audit_task(settings, "release.start", start_subject(rec.release, service, triggered_by),
                    {"service": service, "git_sha": plan.git_sha, "strategy": kind.value,
                     "target": target, "manifest": spec.digest,
                     "run": str(flow_run.get_id()), "triggered_by": triggered_by})

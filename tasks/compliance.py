@@ -5,8 +5,10 @@ The trail stores each record's inputs only as a digest, so the evidence is what 
 clear: actor, action, subject, outcome, time. A release is the records whose subject names its
 id (``release.*``, ``canary.*``); its build, scan and test are the ``stage.*`` records of the
 same service between its start and its end (one release per service runs at a time, so no other
-release of that service can own them); the service is read off the test's subject
-(``service@sha``, the commit the release id begins with) or the image's repository.
+release of that service can own them). ``release.start`` names the service and who started the
+release in its subject (:func:`start_subject`); for records written before it did, the service
+is read off the test's subject (``service@sha``, the commit the release id begins with) or the
+image's repository, and the starter is the record's actor.
 """
 
 from __future__ import annotations
@@ -21,8 +23,31 @@ from policies import compliance as cmap
 from suite.audit.record import AuditRecord
 
 END_ACTIONS = {"release.promoted": "promoted", "release.rolled_back": "rolled_back",
-               "release.failed": "failed"}
+               "release.failed": "failed", "release.reconciled": "rolled_back"}
 _IMAGE_SERVICE = re.compile(r"/suite/([a-z][a-z0-9-]*)[@:]")
+_START = re.compile(r"^(\S+) (\S+) started by (.+)$")
+#: how much of a starter's description the subject keeps (a webhook's names pusher and branch)
+STARTER_CHARS = 200
+
+
+def start_subject(release: str, service: str, started_by: str) -> str:
+    """The subject of a ``release.start`` record: ``<release> <service> started by <who>``.
+
+    The record's actor is the identity that signed it (the release flow's AppRole); who asked
+    for the release (a person on the CLI, a git push, the demo) is the flow's ``triggered_by``,
+    which the trail would otherwise keep only inside the inputs' digest. The subject is part of
+    the hashed and signed body, so it is as tamper-evident as the actor."""
+    who = " ".join(str(started_by).split())[:STARTER_CHARS] or "unknown"
+    return f"{release} {service} started by {who}"
+
+
+def parse_start(subject: str) -> tuple[str, str, str]:
+    """(release, service, started by) of a ``release.start`` subject; service and starter are
+    empty for records written before the subject carried them."""
+    found = _START.match(subject)
+    if found is None:
+        return subject.split(" ", 1)[0], "", ""
+    return found.group(1), found.group(2), found.group(3)
 
 
 @dataclass
@@ -31,7 +56,8 @@ class ReleaseEvidence:
     service: str = ""
     started: str = ""
     ended: str = ""
-    started_by: str = ""
+    started_by: str = ""  # who asked for it: a person, a git push, a schedule
+    recorded_by: str = ""  # the identity that signed its records (the release flow)
     outcome: str = "unfinished"
     gates: list[dict[str, Any]] = field(default_factory=list)  # build, scan, test, analyses
     approvals: list[dict[str, Any]] = field(default_factory=list)  # approvals, promote/abort
@@ -84,7 +110,9 @@ def releases(records: list[AuditRecord]) -> list[ReleaseEvidence]:
     for rec in records:
         rid = rec.subject.split(" ", 1)[0]
         if rec.action == "release.start":
-            by_id[rid] = ReleaseEvidence(rid, started=rec.time, started_by=rec.actor,
+            rid, service, who = parse_start(rec.subject)
+            by_id[rid] = ReleaseEvidence(rid, service=service, started=rec.time,
+                                         started_by=who or rec.actor, recorded_by=rec.actor,
                                          records=[rec.seq])
         elif rid in by_id and rec.action.startswith(("release.", "canary.", "model.")):
             ev = by_id[rid]
@@ -204,7 +232,8 @@ def markdown(report: ComplianceReport) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for ev in report.releases:
         lines.append(f"| {ev.release} | {ev.service or '?'} | {ev.started[:19]} | "
-                     f"{ev.started_by} | {_gates_text(ev)} | {_approvals_text(ev)} | "
+                     f"{ev.started_by.replace('|', '/')} | {_gates_text(ev)} | "
+                     f"{_approvals_text(ev)} | "
                      f"**{ev.outcome}** | {ev.ended[:19] or '—'} |")
     lines += ["", "## Audit chain", "", _chain_text(report), ""]
     return "\n".join(lines)

@@ -131,3 +131,26 @@ def test_release_list_newest_first_by_service(monkeypatch: pytest.MonkeyPatch, t
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[1].split()[:2] == ["aaaaaaaa-000001", "hello"]
     assert "promoted" in out[1] and "analysis step 3 MARGINAL" in out[1]
+
+
+def test_release_start_names_its_service_and_who_started_it() -> None:
+    """The flow writes `<release> <service> started by <triggered_by>`: the report shows the
+    person or push that asked for the release, not only the flow identity that signed it."""
+    subject = compliance.start_subject("dddddddd-000004", "quotes",
+                                       "github push by ada to\nmain | x")
+    assert subject == "dddddddd-000004 quotes started by github push by ada to main | x"
+    assert compliance.parse_start(subject) == ("dddddddd-000004", "quotes",
+                                               "github push by ada to main | x")
+    assert compliance.parse_start("aaaaaaaa-000001") == ("aaaaaaaa-000001", "", "")
+    recs = [*records(), AuditRecord(
+        seq=99, time="2026-12-02T11:00:00+00:00", actor="release-flow", action="release.start",
+        subject=subject, inputs_digest="d", outcome="ok", prev_hash="p", hash="h99")]
+    found = {ev.release: ev for ev in compliance.releases(recs)}
+    quotes = found["dddddddd-000004"]
+    assert (quotes.service, quotes.started_by, quotes.recorded_by) == (
+        "quotes", "github push by ada to main | x", "release-flow")
+    assert found["aaaaaaaa-000001"].started_by == "release-flow"  # an older record: its actor
+    md = compliance.markdown(compliance.build(recs, None, None, True, "ok"))
+    assert "| dddddddd-000004 | quotes | 2026-12-02T11:00:00 | github push by ada to main / x |" \
+        in md
+    assert len(compliance.start_subject("r", "s", "x" * 1000)) == len("r s started by ") + 200
