@@ -3,8 +3,10 @@
 The history lives in the registry itself, one registered-model tag per move
 (``champion.history.<ns timestamp>`` = JSON of :class:`ChampionChange`), so the MLflow UI shows it
 and no second store can disagree with the alias. Each move also tags the new champion version with
-the one it replaced and appends a signed audit event; if the audit event cannot be written the
-move is undone (an unaudited promotion is not allowed to stand).
+the one it replaced and appends a signed audit event; if anything fails before the audit event
+is written (the audit itself, MLflow, an interrupt: any exception) the move is undone (an
+unaudited promotion is not allowed to stand). :func:`undo` compensates a promote that a release
+could not complete.
 
 Rollback follows the lineage: promotions push a version, rollbacks pop one, so promoting v1, v2,
 v3 and rolling back twice gives v1 again, and a third rollback is refused.
@@ -22,7 +24,7 @@ from mlflow import MlflowClient
 
 from models.registry.store import CHALLENGER, CHAMPION, client, get_version, version_by_alias
 from suite import audit
-from suite.errors import ConfigError, SuiteError
+from suite.errors import ConfigError
 from suite.settings import Settings
 
 HISTORY_PREFIX = "champion.history."
@@ -96,25 +98,65 @@ def _move(
                             to_version=to_version, actor=actor, reason=reason[:MAX_REASON])
     key = f"{HISTORY_PREFIX}{time.time_ns():020d}"
     mc.set_registered_model_tag(name, key, change.to_json())
-    mc.set_registered_model_alias(name, CHAMPION, to_version)
     try:
+        mc.set_registered_model_alias(name, CHAMPION, to_version)
+        for tag, value in {
+            "champion.previous": from_version or "none",
+            "champion.since": change.time,
+            "champion.by": actor,
+            "champion.reason": change.reason,
+        }.items():
+            mc.set_model_version_tag(name, to_version, tag, value)
         audit.append(settings, actor=actor, action=f"model.{action}",
                      subject=f"models:/{name}@{CHAMPION}",
                      inputs={"from": from_version, "to": to_version, "reason": change.reason})
-    except SuiteError:
+    except BaseException as exc:
+        # any failure (not only ours: MLflow, Vault, an interrupt) leaves the alias as it was
+        _revert(mc, name, key, from_version, exc)
+        raise
+    return change
+
+
+def _revert(mc: MlflowClient, name: str, key: str, from_version: str | None,
+           cause: BaseException) -> None:
+    """Put the alias back and drop the move's history entry; a failing revert is added to
+    ``cause`` (the error the caller raises) rather than hiding it."""
+    try:
         if from_version is None:
             mc.delete_registered_model_alias(name, CHAMPION)
         else:
             mc.set_registered_model_alias(name, CHAMPION, from_version)
         mc.delete_registered_model_tag(name, key)
-        raise
-    for tag, value in {
-        "champion.previous": from_version or "none",
-        "champion.since": change.time,
-        "champion.by": actor,
-        "champion.reason": change.reason,
-    }.items():
-        mc.set_model_version_tag(name, to_version, tag, value)
+    except Exception as exc:  # reported on the original error
+        cause.add_note(f"undoing the {CHAMPION} move of {name!r} failed too: "
+                       f"{type(exc).__name__}: {exc}; check `suite model history {name}`")
+
+
+def undo(
+    settings: Settings, name: str, change: ChampionChange, *, actor: str | None = None,
+    reason: str = "",
+) -> ChampionChange | None:
+    """Compensate ``change`` (a promote of this release that must not stand): the alias goes
+    back to ``change.from_version``. A no-op (None) when the alias is no longer
+    ``change.to_version`` (someone else moved it since). With no previous champion the alias is
+    removed and the promote's history entry dropped, as if it never happened; the audit record
+    ``model.undo`` says so."""
+    mc = client(settings.mlflow_uri)
+    current = version_by_alias(mc, name, CHAMPION)
+    if current is None or str(current.version) != change.to_version:
+        return None
+    if change.from_version is not None:
+        return _move(settings, mc, name, action="rollback", to_version=change.from_version,
+                     from_version=change.to_version, actor=actor,
+                     reason=reason or "promotion undone")
+    mc.delete_registered_model_alias(name, CHAMPION)
+    for key, value in mc.get_registered_model(name).tags.items():
+        if key.startswith(HISTORY_PREFIX) and ChampionChange.from_json(value) == change:
+            mc.delete_registered_model_tag(name, key)
+    audit.append(settings, actor=actor or audit.default_actor(), action="model.undo",
+                 subject=f"models:/{name}@{CHAMPION}",
+                 inputs={"from": change.to_version, "to": None,
+                         "reason": (reason or "promotion undone")[:MAX_REASON]})
     return change
 
 
