@@ -43,6 +43,7 @@ from tasks.deploy import (
 )
 from tasks.notify import Event, notify_task, outcome_event
 from tasks.plan import plan_task
+from tasks.reconcile import on_release_ended, reconcile_task
 from tasks.release import (
     audit_task,
     current_champion,
@@ -61,7 +62,8 @@ TARGETS = ("local",)
 SLOT_PATIENCE_S = 10.0
 
 
-@flow(name="release", log_prints=True)
+@flow(name="release", log_prints=True, on_crashed=[on_release_ended],
+      on_cancellation=[on_release_ended])
 def release(
     service: str,
     git_sha: str = "",
@@ -101,6 +103,7 @@ def release(
         slot.enter_context(concurrency(concurrency_limit(service), occupy=1, strict=True))
         name_run_state(settings, run_id, "Running")
     with slot:
+        reconcile_task(settings, service, f"release run {flow_run.get_name()} started")
         return _release(settings, service, git_sha, strategy, replicas, model_version,
                         env or {}, (synthetic_load_rps, synthetic_load_path, synthetic_load_body),
                         target, triggered_by)

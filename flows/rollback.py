@@ -1,5 +1,11 @@
 """Flow ``rollback``: put the previous version back — traffic on the target and, when asked, the
-MLflow ``champion`` alias. Wiring only (tasks in :mod:`tasks.deploy` and :mod:`tasks.release`)."""
+MLflow ``champion`` alias. Wiring only (tasks in :mod:`tasks.deploy`, :mod:`tasks.release` and
+:mod:`tasks.reconcile`).
+
+With ``flow_run_id`` (the ``suite-release-crashed-rollback`` automation passes the release run
+that crashed or was cancelled) it reconciles that run's unfinished release instead: nothing
+happens when the run's own hook already did it, or when another release is in progress.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ from prefect import flow
 
 from suite import settings as settings_mod
 from tasks.deploy import rollback_task
+from tasks.reconcile import reconcile_task
 from tasks.release import audit_task, rollback_model_task
+
+#: how the automation names the run: the event's resource id
+RUN_RESOURCE = "prefect.flow-run."
 
 
 @flow(name="rollback", log_prints=True)
@@ -17,11 +27,23 @@ def rollback(
     model_name: str = "",
     reason: str = "manual rollback",
     approver: str = "",
+    flow_run_id: str = "",
 ) -> dict[str, object]:
     """Roll back ``service`` on ``target``: an unfinished canary or preview is removed and all
     traffic goes to stable; after a blue-green switch the previous colour comes back.
-    ``model_name``: also give its ``champion`` alias back to the previous version."""
+    ``model_name``: also give its ``champion`` alias back to the previous version.
+    ``flow_run_id``: only reconcile the unfinished release of this (crashed/cancelled) run."""
     settings = settings_mod.load()
+    if flow_run_id:
+        run = flow_run_id.removeprefix(RUN_RESOURCE)
+        done = reconcile_task(settings, service, reason, dead_run=run)
+        if done is None:
+            print(f"nothing to reconcile for {service}: run {run} left no unfinished release "
+                  f"(its hook already rolled it back, or it ended)")
+            return {"service": service, "reconciled": False, "flow_run_id": run}
+        print(done.line())
+        return {"service": service, "reconciled": True, "flow_run_id": run,
+                "release": done.release, "outcome": done.outcome, "stable": done.stable}
     deployment = rollback_task(target, service, settings)
     result: dict[str, object] = {
         "service": service, "target": target,

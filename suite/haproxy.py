@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from suite.errors import ConfigError, DeployError, ServiceUnavailable
@@ -63,6 +63,9 @@ class Route:
     live: tuple[Server, ...] = ()
     preview: tuple[Server, ...] = ()
     version: int = 1
+    #: the release whose canary/preview these servers are, while it is unfinished ("" once
+    #: none is in progress): at a start of HAProxy such servers get weight 0 (never judged)
+    release: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -110,6 +113,24 @@ def _server_line(server: Server) -> str:
             f"maxconn {SERVER_MAXCONN} {CHECK}")
 
 
+#: the roles of servers that a release under test adds (``<role>-<index>-<tag>``)
+UNJUDGED_ROLES = ("canary-", "preview-")
+
+
+def held(route: Route) -> Route:
+    """``route`` as HAProxy serves it at its start: the canary and preview servers of an
+    unfinished release get weight 0 (the run that judged them may be gone; the reconciler
+    decides), and stable gets all the traffic."""
+    if not route.release:
+        return route
+
+    def hold(servers: tuple[Server, ...]) -> tuple[Server, ...]:
+        return tuple(replace(s, weight=0) if s.name.startswith(UNJUDGED_ROLES)
+                     else replace(s, weight=s.weight or 1) for s in servers)
+
+    return replace(route, live=hold(route.live), preview=hold(route.preview))
+
+
 def _backend(name: str, route: Route, servers: tuple[Server, ...]) -> str:
     lines = [f"backend {name}", "    balance roundrobin",
              f"    option httpchk GET {route.health_path}", "    http-check expect rstatus ^2"]
@@ -117,12 +138,15 @@ def _backend(name: str, route: Route, servers: tuple[Server, ...]) -> str:
     return "\n".join(lines)
 
 
-def render_routes(routes: list[Route]) -> tuple[str, str, str]:
-    """(release frontend rules, preview frontend rules, backends) of every service."""
+def render_routes(routes: list[Route], at_start: bool = False) -> tuple[str, str, str]:
+    """(release frontend rules, preview frontend rules, backends) of every service.
+
+    ``at_start``: HAProxy starts (not a reload while releases run): unfinished releases'
+    canaries and previews are :func:`held` at weight 0."""
     release: list[str] = []
     preview: list[str] = []
     backends: list[str] = []
-    for route in sorted(routes, key=lambda r: r.service):
+    for route in sorted((held(r) if at_start else r for r in routes), key=lambda r: r.service):
         be, pv = backend_name(route.service), preview_backend_name(route.service)
         match = f"{{ req.hdr(host),field(1,:),lower -m str {route.host} }}"
         release.append(f"    use_backend {be} if {match}")

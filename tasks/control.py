@@ -4,11 +4,17 @@ The flow writes ``releases/active/<service>.json`` (release, flow run, step, wei
 verdict) as it goes; ``promote`` and ``abort`` write ``releases/control/<service>.json`` naming
 the release they mean, which the flow reads between steps, during pauses and during analysis.
 A command aimed at a release that has ended is refused, never left for the next one.
+
+The same progress goes into the service's target state as its release :class:`Intent`
+(``tasks/targets/state.py``), with the pid of the flow-run process that started it: while an
+intent names a run that is gone, the release is unfinished and :mod:`tasks.reconcile` rolls it
+back. Ending the release (``phase="ended"``) clears the intent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,6 +22,7 @@ from enum import StrEnum
 from suite.errors import ConfigError
 from suite.platform.files import atomic_write
 from suite.settings import Settings
+from tasks.targets.state import FileStore, Intent
 
 
 class Command(StrEnum):
@@ -36,6 +43,19 @@ class Active:
     phase: str = "running"  # running | paused | waiting-approval | ended
     outcome: str = ""
     reason: str = ""
+    pid: int = 0  # the flow-run process (filled in by Releases.start)
+    pid_started: float = 0.0
+
+
+def process_started(pid: int) -> float:
+    """When process ``pid`` started (0.0 if it does not exist): with the pid, names a process
+    even after the pid is reused."""
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -61,9 +81,29 @@ class Releases:
     def _control_path(self, service: str):
         return self.settings.dir("releases", "control", f"{service}.json")
 
+    def targets(self) -> FileStore:
+        return FileStore(self.settings.dir("targets", "local"))
+
     def start(self, active: Active) -> None:
+        """Record a release that begins in this process (its pid is the flow run's)."""
+        if not active.pid:
+            active = replace(active, pid=os.getpid(), pid_started=process_started(os.getpid()))
         atomic_write(self._active_path(active.service), json.dumps(asdict(active), indent=2))
         self._control_path(active.service).unlink(missing_ok=True)
+        self._intend(active)
+
+    def _intend(self, active: Active) -> None:
+        """Write (or, once ended, clear) the release's intent in the service's target state."""
+        store = self.targets()
+        state = store.load(active.service)
+        if active.phase == "ended":
+            if state.release is not None and state.release.release == active.release:
+                store.save(replace(state, release=None))
+            return
+        intent = Intent(active.release, active.flow_run_id, active.strategy, active.started,
+                        active.phase, active.pid, active.pid_started)
+        if state.release != intent:
+            store.save(replace(state, release=intent))
 
     def active(self, service: str) -> Active | None:
         try:
@@ -77,8 +117,10 @@ class Releases:
     def update(self, service: str, **changes: object) -> None:
         current = self.active(service)
         if current is not None:
-            atomic_write(self._active_path(service),
-                         json.dumps(asdict(replace(current, **changes)), indent=2))  # type: ignore[arg-type]
+            updated = replace(current, **changes)  # type: ignore[arg-type]
+            atomic_write(self._active_path(service), json.dumps(asdict(updated), indent=2))
+            if "phase" in changes:
+                self._intend(updated)
 
     def send(self, service: str, command: Command, actor: str, reason: str) -> Active:
         current = self.active(service)

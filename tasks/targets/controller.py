@@ -80,7 +80,8 @@ def route_of(state: TargetState, host: str, health: str) -> Route:
         Server(i.slot, i.port, wc) for i in canary)
     preview = tuple(Server(i.slot, i.port, 100)
                     for i in (state.preview.instances if state.preview else ()))
-    return Route(state.service, host, health, live, preview)
+    unjudged = state.release.release if state.release and (canary or preview) else ""
+    return Route(state.service, host, health, live, preview, release=unjudged)
 
 
 def slot(role: str, index: int, workload: Workload) -> str:

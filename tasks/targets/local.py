@@ -161,7 +161,8 @@ class HaproxyRouter:
         if known is None:
             raise DeployError(f"service {route.service!r} has no HAProxy backend; register it "
                               f"first: `suite services add PATH_OR_GIT_URL`")
-        route = Route(route.service, known.host, route.health_path, route.live, route.preview)
+        route = Route(route.service, known.host, route.health_path, route.live, route.preview,
+                      release=route.release)
         self.runtime.sync(backend_name(route.service), route.live)
         self.runtime.sync(preview_backend_name(route.service), route.preview)
         self.routes.put(route)

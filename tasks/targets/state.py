@@ -5,6 +5,11 @@ the canary's share of the traffic. Every transition of :mod:`tasks.targets.contr
 new record before it removes anything, so a crash leaves a record that names every container
 still running. An unknown version or a broken file is an error naming the file and the fix,
 never silently a fresh state.
+
+A release in progress writes its :class:`Intent` here too (release, flow run, strategy, phase,
+start, the flow-run process): a record that still names a release whose run is gone is an
+unfinished release, which :mod:`tasks.reconcile` returns to stable. Version 2 (before intents)
+is read as a state with no release in progress.
 """
 
 from __future__ import annotations
@@ -18,7 +23,22 @@ from suite.errors import ConfigError
 from suite.platform.files import atomic_write
 from tasks.targets.base import Instance, Mount, Role, Workload
 
-VERSION = 2
+VERSION = 3
+#: versions this module reads (older ones have no ``release`` intent)
+READS = (2, 3)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The release that is changing this service: what it wants and how far it got."""
+
+    release: str
+    flow_run_id: str
+    strategy: str
+    started: str
+    phase: str = "running"
+    pid: int = 0  # the flow-run process (0: unknown)
+    pid_started: float = 0.0  # its start time (psutil), so a reused pid is not taken for it
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,7 @@ class TargetState:
     previous: Track | None = None  # blue-green: the old colour, kept for instant rollback
     canary_weight: int = 0
     generation: int = 0
+    release: Intent | None = None  # the release in progress, if any
     version: int = VERSION
 
     def track(self, role: Role | str) -> Track | None:
@@ -73,15 +94,17 @@ def from_json(text: str, where: str) -> TargetState:
     try:
         data = json.loads(text)
         version = data.get("version")
-        if version != VERSION:
-            raise ConfigError(f"{where}: state version {version!r} is not {VERSION} (written by "
-                              f"another release of the suite; `suite services remove NAME "
-                              f"--teardown` and release again)")
+        if version not in READS:
+            raise ConfigError(f"{where}: state version {version!r} is not one of {READS} "
+                              f"(written by another release of the suite; `suite services "
+                              f"remove NAME --teardown` and release again)")
+        intent = data.get("release")
         return TargetState(
             service=data["service"], canary_weight=int(data.get("canary_weight", 0)),
             generation=int(data.get("generation", 0)), stable=_track(data.get("stable")),
             canary=_track(data.get("canary")), preview=_track(data.get("preview")),
             previous=_track(data.get("previous")),
+            release=Intent(**intent) if intent else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{where} is not a valid target state ({type(exc).__name__}: {exc}); "

@@ -64,13 +64,80 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         if deploy(settings):
             print("registered the deployments of prefect.yaml (train, release, rollback, ...)")
+    recovered = _crash_recovery(settings) if not args.only else True
     _print_status(settings)
-    return 0
+    return 0 if recovered else 1
+
+
+def _crash_recovery(settings: Settings) -> bool:
+    """The crash automations exist, and every release left unfinished by a run that is gone is
+    rolled back (``docs/reliability.md``). False (and says why) when that failed."""
+    from suite.deployments import ensure_automations
+    from tasks.reconcile import reconcile, unfinished
+
+    ok = True
+    try:
+        for line in ensure_automations(settings):
+            print(f"automation {line}")
+    except SuiteError as exc:
+        print(f"error: the crash automations are not set: {exc}", file=sys.stderr)
+        ok = False
+    for service, intent in unfinished(settings):
+        try:
+            done = reconcile(settings, service, "suite up found it unfinished")
+        except SuiteError as exc:
+            print(f"error: the unfinished release {intent.release} of {service} was not "
+                  f"reconciled: {exc}; `suite up` again once that is fixed", file=sys.stderr)
+            ok = False
+            continue
+        if done is not None:
+            print(f"reconciled {done.line()}")
+    return ok
+
+
+def _stop_releases(settings: Settings, abort: bool) -> bool:
+    """False (and says why) when releases are in progress and ``abort`` is not given; with it,
+    each is rolled back first. Releases whose run is already gone are reconciled either way."""
+    from tasks.reconcile import (
+        abort_release,
+        prefect_run_state,
+        reconcile,
+        run_gone,
+        unfinished,
+    )
+
+    running = []
+    for service, intent in unfinished(settings):
+        if run_gone(intent, prefect_run_state(settings)):
+            try:
+                done = reconcile(settings, service, "suite down found it unfinished")
+            except SuiteError as exc:  # `suite up` reconciles it next time
+                print(f"warning: {service} not reconciled: {exc}", file=sys.stderr)
+                continue
+            if done is not None:
+                print(f"reconciled {done.line()}")
+        else:
+            running.append((service, intent))
+    if not running:
+        return True
+    names = ", ".join(f"{s} (release {i.release}, run {i.flow_run_id}, {i.phase})"
+                      for s, i in running)
+    if not abort:
+        print(f"error: releases are in progress: {names}. Wait for them (`suite release status "
+              f"NAME`), or `suite down --abort-releases` to roll each back first",
+              file=sys.stderr)
+        return False
+    for service, _ in running:
+        result = abort_release(settings, service, "suite-down", "suite down --abort-releases")
+        print(result if isinstance(result, str) else f"reconciled {result.line()}")
+    return True
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
     running = [s.name for s in manager.status(settings) if s.running]
+    if running and not args.only and not _stop_releases(settings, args.abort_releases):
+        return 1
     if running:
         _audit(settings, "platform.down", ",".join(args.only or running), {})
     stopped = manager.down(settings, only=args.only or None, report=_say)
@@ -165,6 +232,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     dep.set_defaults(func=cmd_deploy)
     down = sub.add_parser("down", help="stop the local platform gracefully (data is kept)")
     down.add_argument("--only", action="append", default=[], metavar="SERVICE")
+    down.add_argument("--abort-releases", action="store_true",
+                      help="roll back every release in progress first (default: refuse to "
+                      "stop while one runs)")
     down.set_defaults(func=cmd_down)
     st = sub.add_parser("status", help="name, state, pid, URL of each service")
     st.add_argument("--json", action="store_true")

@@ -81,9 +81,9 @@ class HaproxyService(Service):
     def metrics_url(self) -> str:
         return self.settings.url("haproxy_metrics") + "/metrics"
 
-    def render(self) -> str:
+    def render(self, at_start: bool = False) -> str:
         host = self.settings.host
-        release, preview, backends = render_routes(self.routes.all())
+        release, preview, backends = render_routes(self.routes.all(), at_start)
         unrouted = ('    http-request return status 404 content-type application/json '
                     'string "{\\"error\\":\\"no service is routed for this Host header '
                     '(suite services list)\\"}"')
@@ -132,7 +132,7 @@ backend unrouted
     def prepare(self) -> None:
         super().prepare()
         self.routes.folder.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.render())
+        self.config_path.write_text(self.render(at_start=True))
         # HAProxy's own exporter is always scraped (per-server responses, weights, status)
         targets = self.settings.dir("prometheus", "targets")
         targets.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,10 @@
 
 Each worker logs in to Vault with AppRole: its environment names the role-id and secret-id files,
 never a token. Workers stop on SIGINT (SIGTERM makes them wait 20-30 s).
+
+Every flow run they start sends a heartbeat event every :data:`HEARTBEAT_SECONDS`
+(``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``): when they stop, the zombie-run automation created by
+``suite up`` (``suite/deployments.py``) marks the run Crashed (``docs/reliability.md``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from suite.platform.service import Service
 from suite.platform.services.prefect import PREFECT_HINT, WORK_POOL, prefect_env
 from suite.settings import Settings
 from suite.vault import vault_dir
+
+#: seconds between a flow run's heartbeat events (Prefect's minimum is 30)
+HEARTBEAT_SECONDS = 30
 
 
 class WorkerService(Service):
@@ -47,6 +54,7 @@ class WorkerService(Service):
         env.update(
             PREFECT_WORKER_QUERY_SECONDS=str(self.settings.worker_query_seconds),
             PREFECT_WORKER_PREFETCH_SECONDS="5",
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
             SUITE_VAULT_ROLE_ID_FILE=str(vdir / "worker-role-id"),
             SUITE_VAULT_SECRET_ID_FILE=str(vdir / "worker-secret-id"),
         )

@@ -1,0 +1,307 @@
+"""The reconciler: an unfinished release goes back to stable, whatever ended its run.
+
+A release writes its intent into the service's target state (``tasks/targets/state.py``) and
+clears it when it ends. An intent whose run is gone — the flow-run process was killed, its
+worker died, the run was cancelled, the platform went down — is an unfinished release: the
+canary (or preview) was never judged. :func:`reconcile` rolls it back with the controller's own
+transitions (canary/preview removed, 100 % stable, route file and HAProxy in agreement, stable
+replicas that are gone started again), ends the ``Active`` record with outcome ``rolled_back``,
+marks the run Crashed in Prefect if it still looks alive there, and appends one audit record
+``release.reconciled`` naming the run and why. It runs from (a) the release flow's
+``on_crashed`` / ``on_cancellation`` hooks and the ``release-crashed-rollback`` automation
+(``flows/rollback.py``), (b) ``suite up``, (c) the start of the next release of the service.
+Several of them may race: a lock per service makes the first one do it and the others find
+nothing left to do.
+
+Like Argo Rollouts and Flagger, which reconcile after any restart, the state on disk decides —
+never a process's memory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from suite import audit, prefect_http
+from suite.errors import SuiteError
+from suite.settings import Settings
+from tasks.control import Releases, process_started
+from tasks.targets.base import Deployment, Role, Workload
+from tasks.targets.state import Intent, TargetState
+
+#: Prefect state types of a run that will never do anything again
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+ACTOR = "reconciler"
+
+
+class Target(Protocol):
+    """What the reconciler needs of the controller (``tasks.targets.controller.Controller``)."""
+
+    def state(self, service: str) -> TargetState: ...
+
+    def rollback(self, service: str) -> Deployment: ...
+
+    def reconcile(self, workload: Workload, role: Role) -> Deployment: ...
+
+    def problems(self, service: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    service: str
+    release: str
+    flow_run_id: str
+    why: str
+    outcome: str  # rolled_back | promoted (the new version was already all of stable)
+    stable: str  # the version serving now
+
+    def line(self) -> str:
+        return (f"{self.service}: release {self.release} (run {self.flow_run_id}) "
+                f"{self.outcome.replace('_', ' ')} — {self.why}; stable is {self.stable}")
+
+
+#: reads a flow run's state: run id -> (type, name), or None when Prefect cannot say
+RunReader = Callable[[str], "tuple[str, str] | None"]
+
+
+def prefect_run_state(settings: Settings) -> RunReader:
+    def read(run_id: str) -> tuple[str, str] | None:
+        try:
+            resp = prefect_http.request(settings.prefect_api_url, "GET", f"/flow_runs/{run_id}",
+                                        delays=(0.5, 1.0))
+        except Exception:  # an unreachable Prefect cannot say
+            return None
+        if resp.status_code == 404:
+            return "DELETED", "Deleted"
+        if resp.status_code != 200:
+            return None
+        state = resp.json().get("state") or {}
+        return str(state.get("type", "")), str(state.get("name", ""))
+
+    return read
+
+
+def process_alive(intent: Intent) -> bool | None:
+    """Whether the flow-run process that wrote ``intent`` still runs (None: unknown)."""
+    if not intent.pid:
+        return None
+    started = process_started(intent.pid)
+    return started != 0.0 and abs(started - intent.pid_started) < 1.0
+
+
+def run_gone(intent: Intent, read_run: RunReader,
+             alive: Callable[[Intent], bool | None] = process_alive) -> str:
+    """Why the release's run will never finish it ("" while it may still be going)."""
+    state = read_run(intent.flow_run_id) if intent.flow_run_id else None
+    if state is not None and (state[0] in FINAL or state[0] == "DELETED"):
+        return f"its run is {state[1] or state[0]}"
+    if alive(intent) is False:
+        seen = f" (Prefect still says {state[1] or state[0]})" if state else ""
+        return f"its flow-run process (pid {intent.pid}) is gone{seen}"
+    return ""
+
+
+def mark_crashed(settings: Settings, run_id: str, why: str) -> None:
+    """A run whose process is gone is Crashed in Prefect too (the zombie automation would say
+    so ~90 s later); a failure only loses the label."""
+    read = prefect_run_state(settings)(run_id)
+    if not run_id or read is None or read[0] in FINAL or read[0] == "DELETED":
+        return
+    try:
+        prefect_http.request(settings.prefect_api_url, "POST", f"/flow_runs/{run_id}/set_state",
+                             json={"state": {"type": "CRASHED", "name": "Crashed",
+                                             "message": f"reconciled: {why}"[:1000]},
+                                   "force": True}, delays=(0.5, 1.0))
+    except Exception:  # noqa: S110 - the label only; the rollback is done
+        pass
+
+
+@contextmanager
+def service_lock(settings: Settings, service: str) -> Iterator[None]:
+    """One reconciler per service at a time (hook, automation, `suite up`, next release)."""
+    path = settings.dir("releases", "locks", f"{service}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _heal_stable(target: Target, service: str) -> None:
+    """Stable replicas that are gone (killed, reaped after a crash) are started again."""
+    state = target.state(service)
+    if state.stable is not None and any(p.startswith("stable ")
+                                        for p in target.problems(service)):
+        target.reconcile(state.stable.workload, Role.STABLE)
+
+
+def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
+              target: Target | None = None, read_run: RunReader | None = None,
+              alive: Callable[[Intent], bool | None] = process_alive) -> Reconciled | None:
+    """Return ``service`` to a consistent state if a release of it is unfinished.
+
+    ``dead_run``: the caller knows this run ended (a hook or the automation): it is reconciled
+    without asking whether it still runs, and only if the unfinished release is that run's.
+    None when there was nothing to do.
+    """
+    releases = Releases(settings)
+    with service_lock(settings, service):
+        store = releases.targets()
+        intent = store.load(service).release
+        if intent is None or (dead_run and intent.flow_run_id != dead_run):
+            return None
+        if not dead_run:
+            gone = run_gone(intent, read_run or prefect_run_state(settings), alive)
+            if not gone:
+                return None
+            why = f"{why}: {gone}"
+        if target is None:
+            from tasks.targets.local import LocalTarget
+
+            target = LocalTarget(settings)
+        before = target.state(service)
+        outcome = "rolled_back"
+        if before.canary or before.preview or before.previous:
+            target.rollback(service)
+        elif before.stable is not None and before.stable.workload.release == intent.release:
+            # promoted (or a rolling update) before the run ended: finish it forward
+            outcome = "promoted"
+            target.reconcile(before.stable.workload, Role.STABLE)
+        _heal_stable(target, service)
+        after = store.load(service)
+        if after.release is not None:
+            store.save(replace(after, release=None))
+        active = releases.active(service)
+        if active is not None and active.release == intent.release and active.phase != "ended":
+            releases.update(service, phase="ended", outcome=outcome, reason=why[:500])
+        if not dead_run and read_run is None:  # a hook's run ends Crashed/Cancelled itself
+            mark_crashed(settings, intent.flow_run_id, why)
+        stable = after.stable.workload.version if after.stable else "(none)"
+        done = Reconciled(service, intent.release, intent.flow_run_id, why, outcome, stable)
+        audit.append(settings, actor=ACTOR, action="release.reconciled",
+                     subject=f"{intent.release} run {intent.flow_run_id}",
+                     inputs={"service": service, "why": why, "strategy": intent.strategy,
+                             "phase": intent.phase, "stable": stable,
+                             "started": intent.started},
+                     outcome=outcome)
+        return done
+
+
+def unfinished(settings: Settings) -> list[tuple[str, Intent]]:
+    """Every service whose target state names a release in progress."""
+    store = Releases(settings).targets()
+    found: list[tuple[str, Intent]] = []
+    for service in store.services():
+        try:
+            intent = store.load(service).release
+        except SuiteError:
+            continue
+        if intent is not None:
+            found.append((service, intent))
+    return found
+
+
+def reconcile_all(settings: Settings, why: str) -> list[Reconciled]:
+    """:func:`reconcile` every service with an unfinished release (``suite up``)."""
+    done: list[Reconciled] = []
+    for service, _ in unfinished(settings):
+        result = reconcile(settings, service, why)
+        if result is not None:
+            done.append(result)
+    return done
+
+
+@task(name="reconcile", cache_policy=NO_CACHE)
+def reconcile_task(settings: Settings, service: str, why: str,
+                   dead_run: str = "") -> Reconciled | None:
+    return reconcile(settings, service, why, dead_run)
+
+
+def on_release_ended(flow: Any, flow_run: Any, state: Any) -> None:
+    """``on_crashed`` / ``on_cancellation`` hook of the release flow. Prefect's runner calls it
+    in the worker once the flow-run process is gone, so nothing races the rollback."""
+    from suite import settings as settings_mod
+
+    service = str((flow_run.parameters or {}).get("service", ""))
+    if not service:
+        return
+    why = f"run {flow_run.name} is {state.name}"
+    if state.message:
+        why += f" ({str(state.message)[:200]})"
+    began = time.monotonic()
+    done = reconcile(settings_mod.load(), service, why, dead_run=str(flow_run.id))
+    if done is not None:
+        print(f"reconciled in {time.monotonic() - began:.1f}s: {done.line()}")
+
+
+def _wait(check: Callable[[], bool], seconds: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def cancel_run(settings: Settings, run_id: str, why: str) -> None:
+    """Ask Prefect to cancel ``run_id``: its worker kills the process and runs the release
+    flow's ``on_cancellation`` hook (which reconciles)."""
+    resp = prefect_http.request(settings.prefect_api_url, "POST", f"/flow_runs/{run_id}/set_state",
+                                json={"state": {"type": "CANCELLING", "name": "Cancelling",
+                                                "message": why[:1000]}, "force": True})
+    if resp.status_code >= 300:
+        raise SuiteError(f"Prefect did not cancel run {run_id} (HTTP {resp.status_code}: "
+                         f"{resp.text[:300]}); stop it in the UI, then `suite down` again")
+
+
+def abort_release(settings: Settings, service: str, actor: str, why: str,
+                  abort_wait_s: float = 30.0, cancel_wait_s: float = 90.0) -> Reconciled | str:
+    """Roll back the release of ``service`` that is in progress, and wait until it is.
+
+    First the ``abort`` command (the flow rolls back itself between steps, during pauses and
+    analysis); if the run does not end within ``abort_wait_s`` (e.g. it is still building),
+    Prefect cancels it and the reconciler rolls it back. The reconciliation, or a line saying
+    how the release ended by itself."""
+    from tasks.control import Command
+
+    releases = Releases(settings)
+    store = releases.targets()
+    intent = store.load(service).release
+    if intent is None:
+        return f"{service}: no release in progress"
+
+    def ended() -> bool:
+        current = store.load(service).release
+        return current is None or current.release != intent.release
+
+    try:
+        releases.send(service, Command.ABORT, actor, why)
+    except SuiteError:
+        pass  # its Active record ended or is missing: cancel it instead
+    if _wait(ended, abort_wait_s):
+        active = releases.active(service)
+        how = active.outcome if active and active.release == intent.release else "ended"
+        return f"{service}: release {intent.release} aborted by its run ({how})"
+    if intent.flow_run_id:
+        cancel_run(settings, intent.flow_run_id, why)
+    _wait(lambda: ended() or process_alive(intent) is False, cancel_wait_s)
+    if ended():
+        return f"{service}: release {intent.release} cancelled and rolled back by its hook"
+    done = reconcile(settings, service, why, dead_run=intent.flow_run_id) if (
+        process_alive(intent) is not True) else None
+    if done is None:
+        raise SuiteError(f"the release {intent.release} of {service} (run "
+                         f"{intent.flow_run_id}, pid {intent.pid}) did not stop within "
+                         f"{abort_wait_s + cancel_wait_s:.0f} s; stop it in the Prefect UI, "
+                         f"then `suite down` again")
+    return done

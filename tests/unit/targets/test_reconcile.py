@@ -1,0 +1,172 @@
+"""The reconciler against fakes of the controller's adapters: an unfinished release whose run
+is gone goes back to stable (route, state, Active record, audit), a live one is left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suite.settings import Settings
+from tasks import reconcile as rec
+from tasks.control import Active, Releases
+from tasks.targets.base import Role
+from tasks.targets.controller import Controller
+from tasks.targets.state import FileStore, Intent, TargetState
+from tests.unit.targets.test_controller import FakeDiscovery, FakeRouter, FakeRunner, wl
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path)
+
+
+@pytest.fixture
+def audited(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    monkeypatch.setattr(rec.audit, "append", lambda settings, **kw: records.append(kw))
+    return records
+
+
+@pytest.fixture
+def ctl(settings: Settings) -> tuple[Controller, FakeRunner, FakeRouter]:
+    log: list[str] = []
+    runner, router = FakeRunner(log), FakeRouter(log)
+    store = FileStore(settings.dir("targets", "local"))
+    return Controller(store, runner, router, FakeDiscovery(), pause=lambda _: None), runner, router
+
+
+def _canary_at_50(settings: Settings, ctl: Controller) -> Intent:
+    """stable 2 replicas, a release started in "this" process with its canary at 50 %."""
+    ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
+    releases = Releases(settings)
+    releases.start(Active("web", "bbbb-000002", "run-2", "canary", "2026-12-02T02:00:00+00:00"))
+    ctl.reconcile(wl("bbbb-000002", replicas=1), Role.CANARY)
+    ctl.set_weights("web", 50)
+    intent = ctl.state("web").release
+    assert intent is not None
+    return intent
+
+
+def test_a_release_writes_its_intent_and_clears_it_when_it_ends(settings: Settings) -> None:
+    releases = Releases(settings)
+    releases.start(Active("web", "r1", "run-1", "canary", "now"))
+    store = releases.targets()
+    intent = store.load("web").release
+    assert intent is not None and (intent.release, intent.flow_run_id) == ("r1", "run-1")
+    assert intent.pid == os.getpid() and intent.pid_started > 0
+    assert releases.active("web").pid == os.getpid()  # type: ignore[union-attr]
+    releases.update("web", phase="paused", step="2: pause")
+    assert store.load("web").release.phase == "paused"  # type: ignore[union-attr]
+    releases.update("web", phase="ended", outcome="promoted")
+    assert store.load("web").release is None
+
+
+def test_a_version_2_state_reads_as_no_release_in_progress(settings: Settings) -> None:
+    store = FileStore(settings.dir("targets", "local"))
+    store.save(TargetState("web"))
+    path = store.path("web")
+    data = json.loads(path.read_text())
+    data.pop("release")
+    data["version"] = 2
+    path.write_text(json.dumps(data))
+    assert store.load("web").release is None
+    data["version"] = 9
+    path.write_text(json.dumps(data))
+    with pytest.raises(Exception, match=r"state version 9 is not one of \(2, 3\)"):
+        store.load("web")
+
+
+def test_a_canary_routed_during_a_release_names_it_in_the_route(settings, ctl) -> None:
+    controller, _, router = ctl
+    intent = _canary_at_50(settings, controller)
+    assert router.routes["web"].release == intent.release
+
+
+def test_an_unfinished_canary_whose_process_is_gone_is_rolled_back(settings, ctl,
+                                                                   audited) -> None:
+    controller, runner, router = ctl
+    _canary_at_50(settings, controller)
+    done = rec.reconcile(settings, "web", "suite up found it unfinished", target=controller,
+                         read_run=lambda run: ("RUNNING", "Running"), alive=lambda i: False)
+    assert done is not None and done.outcome == "rolled_back"
+    assert "pid" in done.why and "Prefect still says Running" in done.why
+    state = controller.state("web")
+    assert state.canary is None and state.canary_weight == 0 and state.release is None
+    assert [s.weight for s in router.routes["web"].live] == [100, 100]
+    assert all(s.name.startswith("stable-") for s in router.routes["web"].live)
+    assert not any("bbbb" in name for name in runner.alive)
+    active = Releases(settings).active("web")
+    assert active is not None and (active.phase, active.outcome) == ("ended", "rolled_back")
+    assert [r["action"] for r in audited] == ["release.reconciled"]
+    assert audited[0]["subject"] == "bbbb-000002 run run-2"
+    assert audited[0]["outcome"] == "rolled_back"
+
+
+def test_a_release_whose_run_still_goes_is_left_alone(settings, ctl, audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    assert rec.reconcile(settings, "web", "x", target=controller,
+                         read_run=lambda run: ("RUNNING", "Running"),
+                         alive=lambda i: True) is None
+    assert controller.state("web").canary_weight == 50 and not audited
+
+
+def test_a_hook_for_another_run_changes_nothing(settings, ctl, audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    assert rec.reconcile(settings, "web", "x", dead_run="run-1", target=controller) is None
+    done = rec.reconcile(settings, "web", "run crashed", dead_run="run-2", target=controller)
+    assert done is not None and controller.state("web").canary is None
+    # the automation comes second: nothing is left to do
+    assert rec.reconcile(settings, "web", "again", dead_run="run-2", target=controller) is None
+    assert len(audited) == 1
+
+
+def test_stable_replicas_gone_with_the_crash_are_started_again(settings, ctl, audited) -> None:
+    controller, runner, _ = ctl
+    _canary_at_50(settings, controller)
+    dead = controller.state("web").stable.instances[0]  # type: ignore[union-attr]
+    runner.alive.discard(dead.container)
+    rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller)
+    assert controller.problems("web") == []
+    assert len(controller.state("web").stable.instances) == 2  # type: ignore[union-attr]
+
+
+def test_a_release_promoted_before_its_run_died_is_finished_forward(settings, ctl,
+                                                                    audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    controller.promote("web")
+    done = rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller)
+    assert done is not None and done.outcome == "promoted" and done.stable == "bbbb-000"
+    assert controller.state("web").release is None
+
+
+@pytest.mark.parametrize(("state", "alive", "expected"), [
+    (("CRASHED", "Crashed"), None, "its run is Crashed"),
+    (("FAILED", "RolledBack"), True, "its run is RolledBack"),
+    (("DELETED", "Deleted"), None, "its run is Deleted"),
+    (("RUNNING", "Running"), False, "its flow-run process (pid 7) is gone (Prefect still "
+                                    "says Running)"),
+    (None, False, "its flow-run process (pid 7) is gone"),
+    (("RUNNING", "Running"), True, ""),
+    (("PAUSED", "Paused"), None, ""),
+    (None, None, ""),
+])
+def test_run_gone(state: tuple[str, str] | None, alive: bool | None, expected: str) -> None:
+    intent = Intent("r", "run", "canary", "now", pid=7, pid_started=1.0)
+    assert rec.run_gone(intent, lambda run: state, lambda i: alive) == expected
+
+
+def test_the_process_of_a_reused_pid_is_not_taken_for_the_flow_run() -> None:
+    intent = Intent("r", "run", "canary", "now", pid=os.getpid(), pid_started=1.0)
+    assert rec.process_alive(intent) is False
+    from tasks.control import process_started
+
+    assert rec.process_alive(replace(intent, pid_started=process_started(os.getpid()))) is True
+    assert rec.process_alive(replace(intent, pid=0)) is None
