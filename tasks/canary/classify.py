@@ -207,6 +207,7 @@ def _compare(
     loc = _location(config, cv, ev, exposure)
     effect, ratio, common = _effect(config, cv, ev, loc)
     label, reason = _decide(config, loc, effect)
+    located = label  # Kayenta's classification when the location test is the rank-sum
     spread, floor, spread_flag = None, math.nan, False
     if loc.test == "rank" and config.spread_test:
         if label == Classification.PASS:
@@ -217,6 +218,11 @@ def _compare(
     critical = _critical(config, label, effect, spread_flag)
     if critical:
         reason += "; critical metric"
+    kayenta = None  # only when a check beyond Kayenta took part
+    if loc.test == "rate":
+        kayenta = _kayenta(config, cv, ev)
+    elif spread is not None:
+        kayenta = located
     return MetricResult(
         name=name,
         classification=label,
@@ -238,7 +244,19 @@ def _compare(
         control=SampleStats.of(cv, c.nan_count, c.outliers_removed),
         experiment=SampleStats.of(ev, e.nan_count, e.outliers_removed),
         muted=config.muted,
+        kayenta_classification=kayenta,
     )
+
+
+def _kayenta(config: MetricConfig, c: FloatArray, e: FloatArray) -> Classification:
+    """Kayenta's own classification of samples the rate test judged: the rank-sum location on
+    the raw per-interval values, the effect size, the direction (no spread test)."""
+    rs = rank_sum_sorted(e, c, config.confidence)
+    iv, band = rs.interval, config.tolerance * abs(rs.interval.estimate)
+    loc = Location("rank", iv, rs.p_value, iv.low > band, iv.high < -band, band,
+                   rs.u_statistic / (c.size * e.size))
+    effect = _effect(config, c, e, loc)[0]
+    return _decide(config, loc, effect)[0]
 
 
 def _same(c: FloatArray, e: FloatArray) -> str | None:

@@ -52,9 +52,9 @@ class EffectSizeMeasure(StrEnum):
 
 
 class StatTest(StrEnum):
-    """Which comparison decides the location: the rank-sum test, the exact rate test for sparse
-    counts, or ``auto`` (rate test when both sides are non-negative integer counts that are
-    mostly zero)."""
+    """Which comparison decides the location: the rank-sum test (Kayenta's, the default), the
+    exact rate test for sparse counts, or ``auto`` (rate test when both sides are non-negative
+    integer counts that are mostly zero). An ``exposure`` always takes the rate test."""
 
     AUTO = "auto"
     RANK = "rank"
@@ -108,9 +108,11 @@ class MetricConfig:
     critical_decrease: float = 1.0
     tolerance: float = 0.25
     confidence: float = 0.98
-    # beyond Kayenta
-    test: StatTest | str = StatTest.AUTO
-    spread_test: bool = True
+    # beyond Kayenta: off by default, so that a default config classifies exactly as Kayenta
+    # (its rank-sum test alone); each is turned on by a config or template and reported as its
+    # own check beside Kayenta's classification (MetricResult.kayenta_classification)
+    test: StatTest | str = StatTest.RANK
+    spread_test: bool = False
     allowed_spread_increase: float = 1.5
     spread_floor: float | None = None  # metric units; None: (allowed_increase - 1) x baseline mean
     muted: bool = False

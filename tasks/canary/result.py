@@ -120,6 +120,9 @@ class MetricResult:
     control: SampleStats = _NO_STATS
     experiment: SampleStats = _NO_STATS
     muted: bool = False
+    #: what Kayenta's rank-sum test alone says, when a check beyond Kayenta (the spread test or
+    #: the rate test) took part in ``classification``; None when only Kayenta's method ran
+    kayenta_classification: Classification | None = None
 
     @property
     def estimate(self) -> float:
@@ -197,5 +200,7 @@ class MetricResult:
 
         data = asdict(self)
         data["classification"] = str(self.classification)
+        kayenta = self.kayenta_classification
+        data["kayenta_classification"] = str(kayenta) if kayenta is not None else None
         data["estimate"] = self.estimate
         return {k: clean(v) for k, v in data.items()}

@@ -154,25 +154,24 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], Classification, bool, str]] = [
         False,
         "meanRatio 2 < allowed_increase 3",
     ),
-    ("high_when_spread_blows_up_with_same_median", BASE, WIDE, {}, H, False, "spread"),
-    (
-        "spread_test_can_be_turned_off",
-        BASE,
-        WIDE,
-        {"spread_test": False},
-        P,
-        False,
-        "no clear difference",
-    ),
-    ("critical_spread_blow_up_is_critical", BASE, WIDE, {"critical": True}, H, True, "spread"),
-    ("sparse_errors_high_by_rate_test", FEW_ERRORS, MANY_ERRORS, {}, H, False, "rate ratio"),
-    ("sparse_errors_pass_at_the_same_rate", FEW_ERRORS, SAME_ERRORS, {}, P, False, "rate ratio"),
+    ("high_when_spread_blows_up_with_same_median", BASE, WIDE, {"spread_test": True}, H, False,
+     "spread"),
+    ("spread_test_is_off_by_default_as_in_kayenta", BASE, WIDE, {}, P, False,
+     "no clear difference"),
+    ("critical_spread_blow_up_is_critical", BASE, WIDE, {"critical": True, "spread_test": True},
+     H, True, "spread"),
+    ("sparse_errors_high_by_rate_test", FEW_ERRORS, MANY_ERRORS, {"test": "auto"}, H, False,
+     "rate ratio"),
+    ("sparse_errors_pass_at_the_same_rate", FEW_ERRORS, SAME_ERRORS, {"test": "auto"}, P, False,
+     "rate ratio"),
+    ("sparse_errors_by_rank_sum_by_default_as_in_kayenta", FEW_ERRORS, SAME_ERRORS, {}, P, False,
+     "interval of the shift"),
     ("rate_test_needs_counts", BASE, UP, {"test": "rate"}, ERR, False, "whole counts"),
     (
         "rank_test_alone_misses_sparse_errors",
         FEW_ERRORS,
         MANY_ERRORS,
-        {"test": "rank", "spread_test": False},
+        {},
         P,
         False,
         "interval of the shift [0, 0]",
@@ -237,7 +236,7 @@ def test_classification(
 
 
 def test_result_carries_every_statistic() -> None:
-    result = classify_metric(BASE, UP, MetricConfig(), name="latency_p50")
+    result = classify_metric(BASE, UP, MetricConfig(spread_test=True), name="latency_p50")
     assert result.name == "latency_p50"
     assert (result.n_control, result.n_experiment) == (200, 200)
     assert result.interval is not None and result.interval.confidence == 0.98
@@ -287,7 +286,7 @@ def test_labels_use_kayenta_spelling() -> None:
     ]
 
 
-LATENCY_P50 = {"direction": "increase", "allowed_increase": 1.5}
+LATENCY_P50 = {"direction": "increase", "allowed_increase": 1.5, "spread_test": True}
 SPREAD_FLOOR_CASES: list[tuple[str, Any, dict[str, Any], Classification, str]] = [
     (
         "near_constant_series_fire_the_spread_test_without_a_floor",
@@ -342,7 +341,8 @@ def test_spread_floor(
 
 
 def test_skipped_spread_test_says_why_and_records_what_it_measured() -> None:
-    config = MetricConfig(direction="increase", allowed_increase=1.5, spread_floor=0.0005)
+    config = MetricConfig(direction="increase", allowed_increase=1.5, spread_floor=0.0005,
+                          spread_test=True)
     result = classify_metric(STEADY_P50, JITTERY_P50, config)
     assert result.classification == Classification.PASS and not result.critical
     canary_spread = float(np.mean(np.abs(JITTERY_P50 - np.median(JITTERY_P50))))
@@ -359,7 +359,8 @@ def test_skipped_spread_test_says_why_and_records_what_it_measured() -> None:
 
 
 def test_spread_blow_up_of_a_critical_metric_above_the_floor_is_critical() -> None:
-    config = MetricConfig(direction="increase", critical=True, spread_floor=0.0005)
+    config = MetricConfig(direction="increase", critical=True, spread_floor=0.0005,
+                          spread_test=True)
     result = classify_metric(STEADY_P50, BLOWN_P50, config)
     assert result.classification == Classification.HIGH and result.critical
     assert result.spread_canary > 0.0005 and "canary spread is" in result.reason
@@ -367,15 +368,16 @@ def test_spread_blow_up_of_a_critical_metric_above_the_floor_is_critical() -> No
 
 def test_default_floor_leaves_kayenta_defaults_and_cles_alone() -> None:
     """No band on the mean (allowed_increase 1.0) or no mean at all (CLES): no floor."""
-    plain = classify_metric(BASE, WIDE, MetricConfig())
+    plain = classify_metric(BASE, WIDE, MetricConfig(spread_test=True))
     assert plain.classification == Classification.HIGH and plain.spread_floor == 0.0
-    cles = MetricConfig(effect_size_measure="cles", allowed_increase=0.9, allowed_decrease=0.1)
+    cles = MetricConfig(effect_size_measure="cles", allowed_increase=0.9, allowed_decrease=0.1,
+                        spread_test=True)
     by_cles = classify_metric(BASE, WIDE, cles)
     assert by_cles.classification == Classification.HIGH and by_cles.spread_floor == 0.0
 
 
 def test_floor_is_not_applied_when_the_location_already_decided() -> None:
-    config = MetricConfig(spread_floor=1e6)
+    config = MetricConfig(spread_floor=1e6, spread_test=True)
     result = classify_metric(BASE, UP, config)
     assert result.classification == Classification.HIGH and "skipped" not in result.reason
     assert math.isnan(result.spread_floor) and result.spread_ratio > 0
