@@ -103,7 +103,8 @@ def release(
         slot.enter_context(concurrency(concurrency_limit(service), occupy=1, strict=True))
         name_run_state(settings, run_id, "Running")
     with slot:
-        reconcile_task(settings, service, f"release run {flow_run.get_name()} started")
+        reconcile_task(settings, service, f"release run {flow_run.get_name()} started",
+                       free_slot=False)
         return _release(settings, service, git_sha, strategy, replicas, model_version,
                         env or {}, (synthetic_load_rps, synthetic_load_path, synthetic_load_body),
                         target, triggered_by)

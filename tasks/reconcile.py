@@ -123,6 +123,20 @@ def mark_crashed(settings: Settings, run_id: str, why: str) -> None:
         pass
 
 
+def free_release_slot(settings: Settings, service: str) -> None:
+    """The dead run's slot of ``release-<service>`` is free again at once, not when its lease
+    expires (300 s): only one release of a service runs, and its run is gone. A failure only
+    makes the next release wait for the lease."""
+    from suite.services.onboard import concurrency_limit
+
+    try:
+        prefect_http.request(settings.prefect_api_url, "PATCH",
+                             f"/v2/concurrency_limits/{concurrency_limit(service)}",
+                             json={"active_slots": 0}, delays=(0.5, 1.0))
+    except Exception:  # noqa: S110 - see above
+        pass
+
+
 @contextmanager
 def service_lock(settings: Settings, service: str) -> Iterator[None]:
     """One reconciler per service at a time (hook, automation, `suite up`, next release)."""
@@ -146,12 +160,14 @@ def _heal_stable(target: Target, service: str) -> None:
 
 def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
               target: Target | None = None, read_run: RunReader | None = None,
-              alive: Callable[[Intent], bool | None] = process_alive) -> Reconciled | None:
+              alive: Callable[[Intent], bool | None] = process_alive,
+              free_slot: bool = True) -> Reconciled | None:
     """Return ``service`` to a consistent state if a release of it is unfinished.
 
     ``dead_run``: the caller knows this run ended (a hook or the automation): it is reconciled
     without asking whether it still runs, and only if the unfinished release is that run's.
-    None when there was nothing to do.
+    ``free_slot``: also free the dead run's release slot (not when the caller is the next
+    release, which holds it). None when there was nothing to do.
     """
     releases = Releases(settings)
     with service_lock(settings, service):
@@ -183,8 +199,11 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
         active = releases.active(service)
         if active is not None and active.release == intent.release and active.phase != "ended":
             releases.update(service, phase="ended", outcome=outcome, reason=why[:500])
-        if not dead_run and read_run is None:  # a hook's run ends Crashed/Cancelled itself
-            mark_crashed(settings, intent.flow_run_id, why)
+        if read_run is None:  # a real platform (not a unit test's fakes)
+            if not dead_run:  # a hook's run ends Crashed/Cancelled by itself
+                mark_crashed(settings, intent.flow_run_id, why)
+            if free_slot:
+                free_release_slot(settings, service)
         stable = after.stable.workload.version if after.stable else "(none)"
         done = Reconciled(service, intent.release, intent.flow_run_id, why, outcome, stable)
         audit.append(settings, actor=ACTOR, action="release.reconciled",
@@ -221,9 +240,9 @@ def reconcile_all(settings: Settings, why: str) -> list[Reconciled]:
 
 
 @task(name="reconcile", cache_policy=NO_CACHE)
-def reconcile_task(settings: Settings, service: str, why: str,
-                   dead_run: str = "") -> Reconciled | None:
-    return reconcile(settings, service, why, dead_run)
+def reconcile_task(settings: Settings, service: str, why: str, dead_run: str = "",
+                   free_slot: bool = True) -> Reconciled | None:
+    return reconcile(settings, service, why, dead_run, free_slot=free_slot)
 
 
 def on_release_ended(flow: Any, flow_run: Any, state: Any) -> None:
