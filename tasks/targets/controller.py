@@ -12,6 +12,7 @@ serving and a record naming everything that runs. Unit tests drive it with fakes
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -191,14 +192,14 @@ class Controller:
                  for n, inst in enumerate(source.instances, start=1)]
         extra = [self.runner.start(workload, "stable", n)
                  for n in range(len(moved) + 1, replicas + 1)]
-        old = state.stable
-        is_canary = state.canary is not None
+        # the old stable stays (unrouted) as ``previous`` until finalize, for canary and
+        # blue-green alike: until then a rollback is instant and complete (the release's
+        # promotion unit — traffic, champion, audit — can still be compensated)
+        stale = state.previous.instances if state.previous else ()
         new_state = replace(state, stable=Track(workload, tuple(moved + extra)), canary=None,
-                            preview=None, canary_weight=0,
-                            previous=None if is_canary else old)
+                            preview=None, canary_weight=0, previous=state.stable)
         new_state = self._publish(new_state)
-        if is_canary and old is not None:
-            self._remove(old.instances, new_state)
+        self._remove(stale, new_state)
         return deployment(new_state)
 
     def rollback(self, service: str) -> Deployment:
@@ -234,12 +235,47 @@ class Controller:
             self.runner.remove(inst)
         self.store.delete(service)
 
-    def problems(self, service: str) -> list[str]:
-        """Replicas that should run but do not (a crashed or killed container)."""
+    def problems(self, service: str, roles: tuple[str, ...] = ()) -> list[str]:
+        """Replicas that should run but do not (a crashed or killed container); only those of
+        ``roles`` when given."""
         state = self.store.load(service)
         return [f"{role} replica {inst.container} is not running"
                 for role, track in state.tracks() if role != "previous"
+                and (not roles or role in roles)
                 for inst in track.instances if not self.runner.running(inst)]
+
+    def heal(self, service: str, role: Role = Role.STABLE) -> list[str]:
+        """Replace the replicas of ``role`` that died (each new one ready before it is routed),
+        keep the live ones untouched, and return what was replaced ([] when all run). The
+        replacement gets a new router slot (``stable-2r1-TAG``): the dead server leaves the
+        router, the new one joins it, as in any transition."""
+        state = self.store.load(service)
+        track = state.track(role)
+        if track is None:
+            return []
+        dead = [i for i in track.instances if not self.runner.running(i)]
+        if not dead:
+            return []
+        instances = list(track.instances)
+        done = []
+        for inst in dead:
+            index, generation = _slot_index(inst.slot, instances.index(inst) + 1)
+            fresh = self.runner.start(track.workload, str(role), index)
+            fresh = replace(fresh, slot=f"{role}-{index}r{generation + 1}-{track.workload.tag}")
+            instances[instances.index(inst)] = fresh
+            done.append(f"{role} replica {inst.container} (port {inst.port}) replaced by "
+                        f"{fresh.container} (port {fresh.port})")
+        state = self._publish(state.with_track(role, Track(track.workload, tuple(instances))))
+        self._remove(dead, state)
+        return done
+
+
+def _slot_index(name: str, fallback: int) -> tuple[int, int]:
+    """(replica index, replacement generation) of a slot ``ROLE-N-TAG`` or ``ROLE-NrG-TAG``."""
+    found = re.match(r"^[a-z]+-(\d+)(?:r(\d+))?-", name)
+    if found is None:
+        return fallback, 0
+    return int(found.group(1)), int(found.group(2) or 0)
 
 
 def _any_workload(state: TargetState) -> Workload | None:

@@ -95,12 +95,51 @@ def test_canary_weights_and_promotion_order(parts, log) -> None:
     assert live == {"stable-1-000001": 2, "stable-2-000001": 2, "canary-1-000002": 1}
     log.clear()
     dep = ctl.promote("web")
-    # promotion keeps the canary container, starts one more (stable had 2), then removes old
-    assert log[0] == "start web-bbbb-000002-stable-2"
-    assert log[1].startswith("publish stable-1-000002:100,stable-2-000002:100")
-    assert log[2:] == ["remove web-aaaa-000001-stable-1", "remove web-aaaa-000001-stable-2"]
+    # promotion keeps the canary container, starts one more (stable had 2); the old stable is
+    # unrouted but kept until finalize (the promotion can still be compensated)
+    assert log == ["start web-bbbb-000002-stable-2",
+                   "publish stable-1-000002:100,stable-2-000002:100"]
     assert dep.stable is not None and dep.stable.release == "bbbb-000002" and dep.canary is None
+    log.clear()
+    ctl.finalize("web")
+    assert log[1:] == ["remove web-aaaa-000001-stable-1", "remove web-aaaa-000001-stable-2"]
     assert runner.alive == {"web-bbbb-000002-canary-1", "web-bbbb-000002-stable-2"}
+
+
+def test_a_promoted_canary_is_rolled_back_to_the_old_stable_until_finalized(parts, log) -> None:
+    ctl, runner, router = parts
+    ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
+    ctl.reconcile(wl("bbbb-000002"), Role.CANARY)
+    ctl.set_weights("web", 100)
+    ctl.promote("web")
+    dep = ctl.rollback("web")
+    assert dep.stable is not None and dep.stable.release == "aaaa-000001"
+    assert [s.name for s in router.routes["web"].live] == ["stable-1-000001", "stable-2-000001"]
+    assert runner.alive == {"web-aaaa-000001-stable-1", "web-aaaa-000001-stable-2"}
+
+
+def test_a_dead_stable_replica_is_replaced_and_the_canary_left_alone(parts, log) -> None:
+    ctl, runner, router = parts
+    ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
+    ctl.reconcile(wl("bbbb-000002", replicas=1), Role.CANARY)
+    ctl.set_weights("web", 20)
+    runner.alive.discard("web-aaaa-000001-stable-2")
+    assert ctl.problems("web", ("canary",)) == []
+    assert ctl.problems("web", ("stable",)) == [
+        "stable replica web-aaaa-000001-stable-2 is not running"]
+    log.clear()
+    healed = ctl.heal("web")
+    assert healed == ["stable replica web-aaaa-000001-stable-2 (port 20002) replaced by "
+                      "web-aaaa-000001-stable-2 (port 20004)"]
+    # started (ready) before it is routed; the same container name, a new router slot
+    assert log == ["start web-aaaa-000001-stable-2",
+                   "publish stable-1-000001:2,stable-2r1-000001:2,canary-1-000002:1"]
+    assert ctl.problems("web") == [] and ctl.heal("web") == []
+    runner.alive.discard("web-aaaa-000001-stable-2")
+    ctl.heal("web")
+    assert [s.name for s in router.routes["web"].live][1] == "stable-2r2-000001"
+    state = ctl.state("web")
+    assert state.canary is not None and state.canary_weight == 20
 
 
 def test_rollback_routes_back_before_removing_the_canary(parts, log) -> None:

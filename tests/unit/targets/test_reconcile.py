@@ -142,6 +142,7 @@ def test_a_release_promoted_before_its_run_died_is_finished_forward(settings, ct
     controller, _, _ = ctl
     _canary_at_50(settings, controller)
     controller.promote("web")
+    controller.finalize("web")  # before finalize the old stable still runs: rolled back
     done = rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller)
     assert done is not None and done.outcome == "promoted" and done.stable == "bbbb-000"
     assert controller.state("web").release is None
