@@ -44,13 +44,17 @@ def _commons_percentile(sorted_values: FloatArray, p: float) -> float:
     return low + fraction * (high - low)
 
 
-def outlier_bounds(values: FloatArray, factor: float) -> tuple[float, float]:
-    """Kayenta's reduced-sensitivity IQR bounds."""
+def outlier_bounds(values: FloatArray, factor: float,
+                   reduce_sensitivity: bool = True) -> tuple[float, float]:
+    """Kayenta's IQR bounds; reduced sensitivity (what its judge uses, and ours) widens them to
+    the 1st/99th percentiles when those lie outside."""
     ordered = np.sort(values)
     q1, q3 = np.quantile(ordered, [0.25, 0.75])
     iqr = float(q3 - q1)
-    lower = min(_commons_percentile(ordered, 1.0), float(q1) - factor * iqr)
-    upper = max(_commons_percentile(ordered, 99.0), float(q3) + factor * iqr)
+    lower, upper = float(q1) - factor * iqr, float(q3) + factor * iqr
+    if reduce_sensitivity:
+        lower = min(_commons_percentile(ordered, 1.0), lower)
+        upper = max(_commons_percentile(ordered, 99.0), upper)
     return lower, upper
 
 

@@ -82,11 +82,16 @@ class Location:
     below: bool
     band: float
     cles: float = math.nan  # from the rank-sum statistic when the rank test ran
+    open_at_zero: bool = False  # interval and estimate at 0 with 0 itself rejected (ties at 0)
 
     def describe(self, where: str) -> str:
         iv = self.interval
         level = f"{iv.confidence * 100:.6g}"
         span = f"[{iv.low:.6g}, {iv.high:.6g}]"
+        if self.open_at_zero:
+            span = f"({iv.low:.6g}, {iv.high:.6g}]" if self.above else \
+                f"[{iv.low:.6g}, {iv.high:.6g})"
+            span += f" (0 itself rejected, p={self.p_value:.3g}: the shift is beside 0)"
         if self.test == "rank":
             what = f"the {level}% interval of the shift {span} (estimate {iv.estimate:.6g})"
             band = f"the tolerance band ±{self.band:.6g}"

@@ -168,13 +168,13 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], Classification, bool, str]] = [
      "interval of the shift"),
     ("rate_test_needs_counts", BASE, UP, {"test": "rate"}, ERR, False, "whole counts"),
     (
-        "rank_test_alone_misses_sparse_errors",
+        "rank_test_sees_sparse_errors_beside_zero_as_kayenta_does",
         FEW_ERRORS,
         MANY_ERRORS,
         {},
-        P,
+        H,
         False,
-        "interval of the shift [0, 0]",
+        "interval of the shift (0, 0] (0 itself rejected",
     ),
     (
         "error_on_infinite_values",
