@@ -1,8 +1,13 @@
 # Two entry points (see README): `make demo` and `make test`; both install first.
-.PHONY: install demo test lint unit integration bench clean-platform
+.PHONY: install constraints demo test lint unit integration bench clean-platform
 
 install:
 	bash suite/install.sh
+
+# After a change to pyproject.toml's dependencies: resolve them afresh in a throw-away venv and
+# pin every version it got in constraints.txt (which install uses); commit both.
+constraints:
+	bash suite/install.sh --freeze
 
 demo: install
 	.venv/bin/suite demo
