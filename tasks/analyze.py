@@ -210,6 +210,8 @@ class StepAnalysis:
     #: metric -> the judged samples of each side, for the report's chart and Prometheus links
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
     kind: str = "analysis"  # or "pause": a pause watched by its sequential tests only
+    #: stable replicas replaced during the step (each restarted the step's window)
+    healed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "kind": self.kind, "weight": self.weight,
@@ -218,7 +220,7 @@ class StepAnalysis:
                 "points": {k: list(v) for k, v in self.points.items()},
                 **self.result.to_dict(),
                 "sequential": [c.to_dict() for c in self.sequential],
-                "series": self.series}
+                "series": self.series, "healed": list(self.healed)}
 
 
 SERIES_POINTS = 240  # per side and metric in the report: enough for a chart, small in the DB
@@ -265,18 +267,41 @@ def analyze_step(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     health: Callable[[], list[str]] = list,
+    heal: Callable[[], list[str]] | None = None,
 ) -> StepAnalysis:
     """Measure thresholds every ``interval_s`` for ``duration_s``, then judge the window.
 
-    ``health`` names replicas that died: the step then ends at once with an ERROR verdict, as
-    a canary that crashed must not wait for its metrics to go stale."""
+    ``health`` names canary replicas that died (or an abort): the step then ends at once with
+    an ERROR verdict, as a canary that crashed must not wait for its metrics to go stale.
+    ``heal`` replaces dead *stable* replicas and says which: the step then starts its window
+    again (thresholds, monitors and the judged samples all after the heal), as what was
+    measured while the baseline was broken is no evidence about the canary. A heal that fails
+    is tried again at the next look, and only STABLE_HEAL_TRIES failures in a row (or more than
+    MAX_HEALS heals in one step) end the step ERROR."""
     began_wall = datetime.now(UTC)
     began = clock()
     measurements: dict[str, list[Measurement]] = {t.name: [] for t in template.thresholds}
     stopped_early = False
     dead: list[str] = []
+    healed: list[str] = []
     watches = _watches(provider, template, variables)
+    heal_errors: list[str] = []
     while True:
+        failing = bool(heal_errors)
+        fixed, heal_errors = _heal(heal, heal_errors)
+        if fixed or (failing and not heal_errors):  # stable is whole again: start afresh
+            healed.extend(fixed)
+            began_wall, began = datetime.now(UTC), clock()
+            measurements = {t.name: [] for t in template.thresholds}
+            watches = _watches(provider, template, variables)
+        if len(heal_errors) >= STABLE_HEAL_TRIES or len(healed) > MAX_HEALS:
+            dead = [f"stable could not be kept healthy ({len(healed)} replaced"
+                    f"{', last error: ' + heal_errors[-1] if heal_errors else ''})"]
+            stopped_early = True
+            break
+        if heal_errors:  # stable is broken: nothing measured now counts; look again soon
+            sleep(interval_s)
+            continue
         dead = health()
         if dead:
             stopped_early = True
@@ -308,9 +333,28 @@ def analyze_step(
     checks = [w.check() for w in watches]
     result = _sequential_verdict(result, checks)
     points = {name: (_points(pair.baseline), _points(pair.canary)) for name, pair in series.items()}
+    if healed:
+        result = replace(result, reason=f"stable healed ({'; '.join(healed)}), judged after it; "
+                                        f"{result.reason}")
     return StepAnalysis(step, weight, began_wall.isoformat(timespec="seconds"), elapsed,
                         stopped_early, points, result, tuple(checks),
-                        series_record(series, template.step_seconds))
+                        series_record(series, template.step_seconds), healed=tuple(healed))
+
+
+#: failed heals in a row, and heals in one step, after which the step ends ERROR
+STABLE_HEAL_TRIES = 3
+MAX_HEALS = 3
+
+
+def _heal(heal: Callable[[], list[str]] | None,
+          errors: list[str]) -> tuple[list[str], list[str]]:
+    """One try of ``heal``: (what it replaced, the failures in a row so far)."""
+    if heal is None:
+        return [], []
+    try:
+        return heal(), []
+    except Exception as exc:  # a failed heal is retried: the error is kept, not raised
+        return [], [*errors, f"{type(exc).__name__}: {exc}"[:300]]
 
 
 def pause_templates(steps: Sequence[Step], number: int) -> tuple[str, ...]:
@@ -381,9 +425,10 @@ def pause_watch(template_paths: Mapping[str, str], settings: Settings, service: 
 def analysis_task(
     template_path: str, target: str, service: str, step: int, weight: int, duration_s: float,
     interval_s: float, settings: Settings, health: Callable[[], list[str]] | None = None,
+    heal: Callable[[], list[str]] | None = None,
 ) -> StepAnalysis:
     """``health``: what ends the step at once (dead replicas, an abort); default: the target's
-    replica problems."""
+    replica problems. ``heal``: replaces dead stable replicas (see :func:`analyze_step`)."""
     from tasks.targets import get_target
 
     template = load_template(template_path)
@@ -393,4 +438,4 @@ def analysis_task(
         health = lambda: deployed.problems(service)  # noqa: E731
     return analyze_step(provider, template, variables={"service": service},
                         duration_s=duration_s, interval_s=interval_s, step=step, weight=weight,
-                        health=health)
+                        health=health, heal=heal)

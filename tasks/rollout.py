@@ -32,10 +32,13 @@ from tasks.release import ask_approval, audit_task, stage
 from tasks.report import ReleaseRecord, StageRecord
 from tasks.smoke import smoke_task
 from tasks.targets import get_target
-from tasks.targets.base import Workload
+from tasks.targets.base import DeployTarget, Role, Workload
 
 #: how often an indefinite pause looks for `suite release promote|abort`
 POLL_SECONDS = 1.0
+#: the tracks an analysis judges: one of their replicas dying ends the step ERROR (a dead
+#: stable replica is healed instead)
+JUDGED = ("canary", "preview")
 
 
 class RolledBack(SuiteError):
@@ -150,11 +153,15 @@ def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
             stop = ro.releases.pending(ro.service, ro.rec.release, consume=False)
             if stop is not None and stop.command == Command.ABORT:
                 return [f"abort requested by {stop.actor}"]
-            return deployed.problems(ro.service)
+            return deployed.problems(ro.service, JUDGED)  # a dead canary/preview: ERROR
+
+        def heal() -> list[str]:
+            return _heal_stable(ro, deployed, number)
 
         with stage(ro.rec, f"step {number}: analysis {name} at {weight} %"):
             result = analysis_task(ro.templates[name], ro.target, ro.service, number, weight,
-                                   ref.duration_s, ref.interval_s, ro.settings, health=health)
+                                   ref.duration_s, ref.interval_s, ro.settings, health=health,
+                                   heal=heal)
         data = result.to_dict()
         data["template"] = name
         ro.rec.steps.append(data)
@@ -174,6 +181,18 @@ def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
             worst = Verdict.MARGINAL
     if worst == Verdict.MARGINAL:
         _approve(ro, number, "; ".join(reasons))
+
+
+def _heal_stable(ro: Rollout, deployed: DeployTarget, number: int) -> list[str]:
+    """Dead stable replicas during an analysis are replaced (not a verdict on the canary: the
+    step starts its window again after the heal, tasks/analyze.py); each heal is audited."""
+    healed = deployed.heal(ro.service, Role.STABLE)
+    if healed:
+        audit_task(ro.settings, "deploy.heal", f"{ro.rec.release} step {number}",
+                   {"service": ro.service, "role": "stable", "replaced": healed})
+        print(f"step {number}: stable healed: {'; '.join(healed)}; the step's analysis "
+              f"starts again")
+    return healed
 
 
 def _approve(ro: Rollout, number: int, why_marginal: str) -> None:

@@ -105,7 +105,8 @@ class DeployTarget(Protocol):
     def set_weights(self, service: str, canary_percent: int) -> Deployment: ...
 
     def promote(self, service: str) -> Deployment:
-        """The canary (or preview) becomes stable and takes all traffic."""
+        """The canary (or preview) becomes stable and takes all traffic; the old stable is
+        kept unrouted until ``finalize`` (a rollback until then brings it back)."""
         ...
 
     def rollback(self, service: str) -> Deployment:
@@ -118,6 +119,11 @@ class DeployTarget(Protocol):
 
     def status(self, service: str) -> Deployment: ...
 
-    def problems(self, service: str) -> list[str]:
-        """What is wrong with the running replicas right now (empty: healthy)."""
+    def problems(self, service: str, roles: tuple[str, ...] = ()) -> list[str]:
+        """What is wrong with the running replicas (of ``roles``, default all) right now
+        (empty: healthy)."""
+        ...
+
+    def heal(self, service: str, role: Role = Role.STABLE) -> list[str]:
+        """Replace the dead replicas of ``role``; what was replaced (empty: all were alive)."""
         ...

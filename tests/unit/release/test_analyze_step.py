@@ -77,3 +77,49 @@ def test_dead_replica_ends_the_step_with_error():
     assert result.stopped_early and provider.calls == 0
     assert result.result.verdict == Verdict.ERROR
     assert result.result.reason.startswith("canary replica c-1 is not running")
+
+
+class Healer:
+    """Replaces a dead stable replica on its ``at``-th call; raises the scripted errors first."""
+
+    def __init__(self, at: int = 0, errors: int = 0) -> None:
+        self.at, self.errors, self.calls = at, errors, 0
+
+    def __call__(self) -> list[str]:
+        self.calls += 1
+        if self.errors:
+            self.errors -= 1
+            raise RuntimeError("engine answered 500")
+        return ["stable replica s-2 replaced by s-2"] if self.calls == self.at else []
+
+
+def test_a_healed_stable_restarts_the_window_and_what_came_before_does_not_count():
+    # one failed measurement before the heal and one after: failure_limit 1 is not exceeded,
+    # as the step's evidence starts again once stable is whole
+    provider = Scripted([0.5, 0.5] + [1.0] * 20)
+    result = run(provider, heal=Healer(at=2))
+    assert result.result.verdict == Verdict.PASS, result.result.reason
+    assert result.healed == ("stable replica s-2 replaced by s-2",)
+    assert provider.calls == 1 + 10  # the full step after the heal
+    assert result.result.reason.startswith("stable healed (stable replica s-2")
+    assert result.to_dict()["healed"] == ["stable replica s-2 replaced by s-2"]
+
+
+def test_without_the_heal_the_same_measurements_fail():
+    assert run(Scripted([0.5, 0.5] + [1.0] * 20)).result.verdict == Verdict.FAIL
+
+
+def test_a_failed_heal_is_retried_without_measuring():
+    provider = Scripted([1.0] * 20)
+    healer = Healer(errors=2)
+    result = run(provider, heal=healer)
+    assert result.result.verdict == Verdict.PASS and provider.calls == 10
+    assert healer.calls == 2 + 10
+
+
+def test_a_stable_that_cannot_be_healed_ends_the_step_error():
+    provider = Scripted([1.0] * 20)
+    result = run(provider, heal=Healer(errors=5))
+    assert result.result.verdict == Verdict.ERROR and provider.calls == 0
+    assert "stable could not be kept healthy" in result.result.reason
+    assert "engine answered 500" in result.result.reason
