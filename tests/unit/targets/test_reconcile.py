@@ -130,11 +130,11 @@ def test_a_hook_for_another_run_changes_nothing(settings, ctl, audited) -> None:
 def test_stable_replicas_gone_with_the_crash_are_started_again(settings, ctl, audited) -> None:
     controller, runner, _ = ctl
     _canary_at_50(settings, controller)
-    dead = controller.state("web").stable.instances[0]  # type: ignore[union-attr]
+    dead = controller.state("web").stable.instances[0]
     runner.alive.discard(dead.container)
     rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller)
     assert controller.problems("web") == []
-    assert len(controller.state("web").stable.instances) == 2  # type: ignore[union-attr]
+    assert len(controller.state("web").stable.instances) == 2
 
 
 def test_a_release_promoted_before_its_run_died_is_finished_forward(settings, ctl,
