@@ -7,6 +7,7 @@
     ├── MissingBinary        an executable is not installed: names the package that brings it
     ├── VaultError           a Vault/OpenBao call failed (never carries a secret value)
     ├── AuditError           the audit trail cannot be written or does not verify
+    ├── StorageError         a file could not be written (disk full, I/O error); also an OSError
     ├── ProviderError        a plugin (metrics, scanner, target) failed
     ├── GateBlocked          a policy gate refused a stage; carries every reason
     └── DeployError          a deployment step failed
@@ -43,6 +44,17 @@ class VaultError(SuiteError):
 
 class AuditError(SuiteError):
     """The audit trail could not be appended to or read."""
+
+
+class StorageError(SuiteError, OSError):
+    """A file could not be written: disk full (ENOSPC), I/O error (EIO), read-only file system.
+
+    Also an ``OSError`` (with the original ``errno``), so code that already handles ``OSError``
+    keeps working; the message names the path and the free space.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror if isinstance(self.strerror, str) else super().__str__()
 
 
 class ProviderError(SuiteError):

@@ -3,11 +3,21 @@
 One JSON line per record in ``<home>/audit/audit.jsonl``. An exclusive ``flock`` on a lock file
 serialises appends from any number of processes into one chain. ``HEAD`` holds the signed seq and
 hash of the last record, so cutting records off the end is detected too.
+
+An append is all or nothing. Both signatures (record and HEAD) are made before the disk is
+touched, so Vault being down changes nothing; a write that fails (disk full, I/O error) puts the
+file back to its bytes before the append and raises an :class:`AuditError` naming the path and
+the free space. A last line without its newline (a torn write: the process was killed mid-append,
+or the restore itself failed) is dropped by the next append, which first appends an
+``audit.repair`` record naming the bytes dropped, so the chain verifies again and the repair is
+itself on the record.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -19,8 +29,24 @@ from typing import Any
 
 from suite.audit.record import GENESIS, AuditRecord, digest
 from suite.audit.signer import Signer
-from suite.errors import AuditError
-from suite.platform.files import atomic_write
+from suite.errors import AuditError, StorageError
+from suite.platform.files import atomic_write, storage_error
+
+REPAIR_ACTOR = "suite"
+REPAIR_ACTION = "audit.repair"
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The end of the trail file: where its complete lines end and what follows them."""
+
+    size: int
+    torn_at: int  # offset just past the last newline (== size when nothing is torn)
+    last_line: bytes  # the last complete, non-blank line (b"" when there is none)
+
+    @property
+    def torn(self) -> int:
+        return self.size - self.torn_at
 
 
 @dataclass(frozen=True)
@@ -45,38 +71,83 @@ class AuditTrail:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "audit.lock", "a") as lock:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = open(self.directory / "audit.lock", "a")  # closed below
+        except OSError as exc:
+            raise self._disk_error(self.directory / "audit.lock", exc) from exc
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _last(self) -> AuditRecord | None:
+    def _disk_error(self, path: Path, exc: OSError) -> AuditError:
+        detail = str(exc) if isinstance(exc, StorageError) else str(storage_error(path, exc))
+        return AuditError(f"the audit record was not written, so the action that needed it "
+                          f"must not proceed: {detail}")
+
+    def _tail(self) -> Tail:
         try:
-            with open(self.path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                block = min(size, 65536)
-                while True:
-                    fh.seek(size - block)
-                    lines = fh.read(block).splitlines()
-                    if len(lines) > 1 or block == size:
-                        break
-                    block = min(size, block * 2)
+            fh = open(self.path, "rb")  # closed below
         except FileNotFoundError:
+            return Tail(0, 0, b"")
+        with fh:
+            size = fh.seek(0, os.SEEK_END)
+            block = 65536
+            while True:
+                start = max(0, size - block)
+                fh.seek(start)
+                data = fh.read(size - start)
+                end = data.rfind(b"\n")
+                complete = data[:end + 1] if end >= 0 else b""
+                lines = [line for line in complete.splitlines() if line.strip()]
+                # the first line of a block may be cut by the block's start: need two lines
+                if start == 0 or (end >= 0 and len(lines) > 1):
+                    torn_at = start + end + 1 if end >= 0 else 0
+                    return Tail(size, torn_at, lines[-1] if lines else b"")
+                block *= 2
+
+    def _last(self, tail: Tail) -> AuditRecord | None:
+        if not tail.last_line:
             return None
-        for line in reversed(lines):
-            if line.strip():
-                try:
-                    return AuditRecord.from_json(line.decode())
-                except ValueError as exc:
-                    raise AuditError(
-                        f"the last line of {self.path} is not a valid record; run "
-                        f"`suite audit verify` before appending"
-                    ) from exc
-        return None
+        try:
+            return AuditRecord.from_json(tail.last_line.decode())
+        except ValueError as exc:
+            raise AuditError(
+                f"the last record of {self.path} is not a valid record (edited?); run "
+                f"`suite audit verify` before appending"
+            ) from exc
+
+    def _next(self, last: AuditRecord | None, *, actor: str, action: str, subject: str,
+              inputs: Any, outcome: str) -> AuditRecord:
+        record = AuditRecord(
+            seq=(last.seq + 1) if last else 1,
+            time=datetime.now(UTC).isoformat(timespec="microseconds"),
+            actor=actor,
+            action=action,
+            subject=subject,
+            inputs_digest=digest(inputs if inputs is not None else {}),
+            outcome=outcome,
+            prev_hash=last.hash if last else GENESIS,
+        )
+        hashed = record.compute_hash()
+        signature = self.signer.sign(hashed.encode())
+        return AuditRecord(**{**record.body(), "hash": hashed, "signature": signature})
+
+    def _repair_record(self, last: AuditRecord | None, tail: Tail) -> AuditRecord:
+        with open(self.path, "rb") as fh:
+            fh.seek(tail.torn_at)
+            dropped = fh.read(tail.torn)
+        return self._next(
+            last, actor=REPAIR_ACTOR, action=REPAIR_ACTION,
+            subject=f"{self.path.name}: dropped {tail.torn} bytes at offset {tail.torn_at} "
+                    f"(a torn last line without its newline)",
+            inputs={"offset": tail.torn_at, "bytes": tail.torn,
+                    "sha256": hashlib.sha256(dropped).hexdigest()},
+            outcome="repaired",
+        )
 
     def append(
         self, *, actor: str, action: str, subject: str, inputs: Any = None, outcome: str = "ok"
@@ -85,28 +156,48 @@ class AuditTrail:
             if not value or not isinstance(value, str):
                 raise AuditError(f"audit {name} must be a non-empty string (got {value!r})")
         with self._locked():
-            last = self._last()
-            record = AuditRecord(
-                seq=(last.seq + 1) if last else 1,
-                time=datetime.now(UTC).isoformat(timespec="microseconds"),
-                actor=actor,
-                action=action,
-                subject=subject,
-                inputs_digest=digest(inputs if inputs is not None else {}),
-                outcome=outcome,
-                prev_hash=last.hash if last else GENESIS,
-            )
-            hashed = record.compute_hash()
-            signature = self.signer.sign(hashed.encode())
-            record = AuditRecord(**{**record.body(), "hash": hashed, "signature": signature})
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(record.to_json() + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                tail = self._tail()
+            except OSError as exc:
+                raise self._disk_error(self.path, exc) from exc
+            last = self._last(tail)
+            new: list[AuditRecord] = []
+            if tail.torn:
+                new.append(self._repair_record(last, tail))
+                last = new[-1]
+            record = self._next(last, actor=actor, action=action, subject=subject,
+                                inputs=inputs, outcome=outcome)
+            new.append(record)
             head = {"seq": record.seq, "hash": record.hash}
             head_sig = self.signer.sign(json.dumps(head, sort_keys=True).encode())
-            atomic_write(self.head_path, json.dumps({**head, "signature": head_sig}))
+            # every Vault call is done: only now is the disk touched
+            self._write(tail, "".join(r.to_json() + "\n" for r in new).encode(),
+                        json.dumps({**head, "signature": head_sig}))
         return record
+
+    def _write(self, tail: Tail, data: bytes, head: str) -> None:
+        """Write ``data`` over the torn tail (if any) and then HEAD; on failure put the file back
+        to its old bytes, so a failed append leaves nothing that wedges the next one."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._disk_error(self.path, exc) from exc
+        try:
+            torn = os.pread(fd, tail.torn, tail.torn_at) if tail.torn else b""
+            try:
+                _pwrite_all(fd, data, tail.torn_at)
+                os.ftruncate(fd, tail.torn_at + len(data))
+                os.fsync(fd)
+            except OSError as exc:
+                _restore(fd, tail, torn)
+                raise self._disk_error(self.path, exc) from exc
+            try:
+                atomic_write(self.head_path, head)
+            except OSError as exc:
+                _restore(fd, tail, torn)
+                raise self._disk_error(self.head_path, exc) from exc
+        finally:
+            os.close(fd)
 
     def records(self) -> list[AuditRecord]:
         out: list[AuditRecord] = []
@@ -119,7 +210,8 @@ class AuditTrail:
 
     def _lines(self) -> list[str]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            # a torn tail may end inside a multi-byte character: verify names it, never crashes
+            text = self.path.read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return []
         return [line for line in text.splitlines() if line.strip()]
@@ -130,6 +222,9 @@ class AuditTrail:
 
     def _verify(self) -> VerifyReport:
         lines = self._lines()
+        torn = self._torn_report(len(lines))
+        if torn is not None:
+            return torn
         records: list[AuditRecord] = []
         prev_hash, expected_seq = GENESIS, 1
         for number, line in enumerate(lines, start=1):
@@ -190,6 +285,17 @@ class AuditTrail:
             return VerifyReport(False, count, count, "HEAD hash differs from the last record")
         return VerifyReport(True, count)
 
+    def _torn_report(self, count: int) -> VerifyReport | None:
+        tail = self._tail()
+        if not tail.torn:
+            return None
+        return VerifyReport(
+            False, count, count,
+            f"the last line is torn ({tail.torn} bytes at offset {tail.torn_at} without a "
+            f"newline: an append that did not complete, e.g. a crash or a full disk); the next "
+            f"append drops it and records {REPAIR_ACTION}",
+        )
+
     def since(self, when: datetime | None) -> list[AuditRecord]:
         records = self.records()
         if when is None:
@@ -197,3 +303,23 @@ class AuditTrail:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return [r for r in records if datetime.fromisoformat(r.time) >= when]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:  # never loop on a device that takes nothing
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[written:], offset + written
+
+
+def _restore(fd: int, tail: Tail, torn: bytes) -> None:
+    """Best effort: the file's bytes as they were before the failed append."""
+    try:
+        os.ftruncate(fd, tail.torn_at)
+        if torn:
+            _pwrite_all(fd, torn, tail.torn_at)
+        os.fsync(fd)
+    except OSError:
+        pass  # what is left is a torn tail: the next append repairs it

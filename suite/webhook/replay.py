@@ -1,4 +1,8 @@
-"""Delivery ids already seen, kept on disk so a replay is refused even after a restart."""
+"""Delivery ids already seen, kept on disk so a replay is refused even after a restart.
+
+A log that cannot be read or written (disk full, I/O error, garbled) is an error, never an empty
+log: treating it as empty would accept every replay and then overwrite the ids it held.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from suite.platform.files import atomic_write
+from suite.errors import StorageError
+from suite.platform.files import atomic_write, storage_error
 
 KEEP = 10_000
 
@@ -17,14 +22,36 @@ class DeliveryLog:
         self.path = path
         self.keep = keep
 
+    def _read(self) -> dict[str, float]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise storage_error(self.path, exc, "reading") from exc
+        try:
+            seen = json.loads(text)
+        except ValueError as exc:
+            raise StorageError(
+                f"the webhook's replay log {self.path} is not valid JSON ({exc}); move it "
+                f"aside to start a new one (replays of the deliveries it held are then accepted)"
+            ) from exc
+        if not isinstance(seen, dict):
+            raise StorageError(f"the webhook's replay log {self.path} holds "
+                               f"{type(seen).__name__}, not an object of delivery ids; move it "
+                               f"aside to start a new one")
+        return seen
+
     def _update(self, delivery: str, add: bool) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
+        lock_path = self.path.with_suffix(".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(lock_path, "a")  # closed below
+        except OSError as exc:
+            raise storage_error(lock_path, exc) from exc
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                seen: dict[str, float] = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                seen = {}
+            seen = self._read()
             if add and delivery in seen:
                 return False
             if add:
@@ -41,5 +68,6 @@ class DeliveryLog:
         self._update(delivery, add=False)
 
     def claim(self, delivery: str) -> bool:
-        """Record ``delivery``; False when it was seen before (a replay)."""
+        """Record ``delivery``; False when it was seen before (a replay). Raises
+        :class:`StorageError` when the log cannot be read or written."""
         return self._update(delivery, add=True)
