@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from suite.cli.demo import canary_seconds
 from suite.settings import PROJECT_DIR, Settings, child_env
 from tests.conftest import free_ports
 
@@ -35,17 +36,6 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "### On the real platform"
 GIT = ["git", "-c", "user.email=bench@example.org", "-c", "user.name=bench"]
 LOAD_RPS = 20.0  # the demo's and the e2e tests' rate
-
-
-def canary_seconds(stages: dict[str, float], outcome: str) -> float | None:
-    """Seconds from the end of the first setWeight stage (the canary's first requests) to the
-    end of the stage that rolled back: what a rolled-back canary served."""
-    names = list(stages)
-    first = next((i for i, n in enumerate(names) if ": weight " in n), None)
-    if first is None or outcome != "rolled_back":
-        return None
-    after = [n for n in names[first + 1:] if n.startswith("step ")]
-    return sum(stages[n] for n in after)
 
 
 def min_p(steps: list[dict[str, Any]]) -> dict[str, float]:
@@ -94,7 +84,7 @@ class Bench:
         rec = self.records[-1]
         out["wall"] = time.monotonic() - began
         out["min_p"] = min_p(rec.steps)
-        out["canary_s"] = canary_seconds(out["stages"], out["outcome"])
+        out["canary_s"] = canary_seconds(list(out["stages"].items()), out["outcome"])
         out["steps"] = [(s.get("kind", "analysis"), s.get("weight"), s.get("verdict"))
                         for s in rec.steps]
         print(f"  {kwargs.get('service')}: {out['outcome']} in {out['wall']:.0f}s, min p "

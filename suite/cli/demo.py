@@ -5,9 +5,11 @@
    in a git repository of its own, registered by its ``file://`` URL);
 2. train v1; first release of both services at once (each becomes stable; v1 `champion`);
 3. train v2 → canary of the model server (promoted); a new commit of hello (promoted);
-4. bad canaries of both at once: the model server 40 ms slower (rolled back on latency), a
-   commit of hello that answers 500 to 30 % of requests (rolled back on errors);
-5. summary with links, `suite audit verify`, and a bare repository whose `git push` releases.
+4. bad canaries of both at once: the model server 40 ms slower (rolled back by the sequential
+   latency test within seconds of taking traffic), a commit of hello that answers 500 to 30 % of
+   requests (rolled back on errors);
+5. summary with links (each rolled-back canary with the seconds it served before its rollback),
+   `suite audit verify`, and a bare repository whose `git push` releases.
 """
 
 from __future__ import annotations
@@ -38,6 +40,35 @@ class RunResult:
     seconds: float
     outcome: str = ""
     detail: str = ""
+    canary_s: float | None = None  # a rolled-back canary: seconds from its traffic to rollback
+
+
+def report_stages(markdown: str) -> list[tuple[str, float]]:
+    """The (stage, seconds) rows of a release report's "## Stages" table."""
+    rows: list[tuple[str, float]] = []
+    inside = False
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            inside = line.strip() == "## Stages"
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if inside and len(cells) >= 2 and cells[0] not in ("stage", "") \
+                and not cells[0].startswith("---"):
+            try:
+                rows.append((cells[0], float(cells[1])))
+            except ValueError:
+                continue
+    return rows
+
+
+def canary_seconds(stages: list[tuple[str, float]], outcome: str) -> float | None:
+    """Seconds a rolled-back canary served: from the end of the first setWeight step (its first
+    requests) to the end of the step that rolled it back."""
+    names = [name for name, _ in stages]
+    first = next((i for i, n in enumerate(names) if ": weight " in n), None)
+    if first is None or outcome != "rolled_back":
+        return None
+    return sum(s for n, s in stages[first + 1:] if n.startswith("step "))
 
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -89,6 +120,8 @@ def run_deployment(settings: Settings, name: str, parameters: dict[str, Any],
             result.outcome = str(art.get("description", "")).rsplit(": ", 1)[-1]
             first = [ln for ln in str(art.get("data", "")).splitlines() if "outcome:" in ln]
             result.detail = first[0].split("—", 1)[-1].strip() if first else ""
+            result.canary_s = canary_seconds(report_stages(str(art.get("data", ""))),
+                                             result.outcome)
     say(f"  {name}: {state} in {result.seconds:.0f}s {result.outcome} "
         f"{settings.url('prefect')}/runs/flow-run/{result.flow_run_id}")
     if state != "COMPLETED":
@@ -178,7 +211,9 @@ def run(settings: Settings, say: Say = print) -> list[RunResult]:
     say("[5/5] summary")
     for r in results:
         if r.name.startswith("release"):
-            say(f"  release {r.outcome or r.state}: {r.detail}")
+            served = f" ({r.canary_s:.1f} s from the canary's first requests to the rollback)" \
+                if r.canary_s is not None else ""
+            say(f"  release {r.outcome or r.state}{served}: {r.detail}")
     report = audit.verify(settings)
     say(f"  {report}")
     subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "suite"), "hooks", "install",
