@@ -63,14 +63,40 @@ def _metric_rows(step: dict[str, Any]) -> list[str]:
         name = m.get("name", "")
         interval = m.get("interval") or {}
         low, high = interval.get("low"), interval.get("high")
+        kayenta = m.get("kayenta_classification")
+        beside = f" (Kayenta: {kayenta})" if kayenta and kayenta != m.get("classification") else ""
         rows.append(
-            f"| {name} | {m.get('group', '')} | **{m.get('classification', '')}** | "
+            f"| {name} | {m.get('group', '')} | **{m.get('classification', '')}**{beside} | "
             f"{_fmt(m.get('control', {}).get('count'))}/"
             f"{_fmt(m.get('experiment', {}).get('count'))} | "
             f"{'/'.join(map(str, points.get(name, ())))} | {_fmt(m.get('estimate'))} | "
             f"[{_fmt(low)}, {_fmt(high)}] | {_fmt(m.get('effect_size'))} | "
             f"{_fmt(m.get('p_value'))} | {str(m.get('reason', '')).replace('|', '/')} |"
         )
+    return rows
+
+
+def _trail(history: list[Any], points: int = 8) -> str:
+    """A sequential test's p-value over time, thinned to a few looks (the last one kept)."""
+    if not history:
+        return "—"
+    every = max(1, -(-len(history) // points))
+    kept = [*history[::every][: points - 1], history[-1]] if len(history) > 1 else history
+    return ", ".join(f"{float(t):g} s: {float(p):.3g}" for t, p in kept)
+
+
+def _sequential_rows(step: dict[str, Any]) -> list[str]:
+    checks = step.get("sequential") or []
+    if not checks:
+        return []
+    rows = ["", "| sequential test | kind | critical | crossed alpha at | p over time | reason |",
+            "|---|---|---|---|---|---|"]
+    for c in checks:
+        crossed = c.get("crossed_at")
+        reason = c.get("error") or (c.get("result") or {}).get("reason", "no traffic yet")
+        rows.append(f"| {c.get('name')} | {c.get('kind')} | {c.get('critical')} | "
+                    f"{'—' if crossed is None else f'{crossed:g} s'} | "
+                    f"{_trail(c.get('history') or [])} | {str(reason).replace('|', '/')} |")
     return rows
 
 
@@ -127,15 +153,15 @@ def render(rec: ReleaseRecord, prometheus: str = "", pictures: bool = True) -> s
         lines += ["", "## Scan gate", ""]
         lines += [f"- {k}: {v}" for k, v in rec.gate.items()]
     for step in rec.steps:
+        pause = step.get("kind") == "pause"  # watched by the sequential tests only
         lines += [
             "",
-            f"## Canary step {step.get('step')} at {step.get('weight')} % — "
-            f"{step.get('verdict')} (score {step.get('score')})",
+            f"## Canary step {step.get('step')}{' (pause)' if pause else ''} at "
+            f"{step.get('weight')} % — {step.get('verdict')} (score {step.get('score')})",
             "",
             f"{step.get('seconds')} s from {step.get('started')}"
             f"{' (stopped early)' if step.get('stopped_early') else ''}; {step.get('reason')}",
-            "",
-            *_metric_rows(step),
+            *([] if pause else ["", *_metric_rows(step)]),
         ]
         if pictures:
             lines += _pictures(step, prometheus)
@@ -145,6 +171,7 @@ def render(rec: ReleaseRecord, prometheus: str = "", pictures: bool = True) -> s
                       "|---|---|---|---|---|"]
             lines += [f"| {t.get('name')} | {t.get('phase')} | {t.get('measured')} | "
                       f"{t.get('failed')} | {t.get('reason')} |" for t in thresholds]
+        lines += _sequential_rows(step)
     if rec.approvals:
         lines += ["", "## Approvals", ""]
         lines += [f"- {a['decision']} by {a['approver']}: {a['reason']}" for a in rec.approvals]

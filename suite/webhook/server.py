@@ -10,6 +10,14 @@ replay log holds ``provider:delivery:service``, so a delivery answered 502 becau
 run could not be started is accepted again on redelivery for that service only, while the runs
 it did start are not started twice; a delivery whose every service was claimed is a replay (409).
 
+Nothing is done without its record: a push is audited (``webhook.push``) before any delivery is
+claimed or run started, and every refusal is audited before it is answered. When the audit trail
+cannot record (Vault sealed or down, the signing key missing, the disk full) the answer is 503,
+nothing is claimed or started, and the forge's redelivery is accepted once it can. A replay log
+that cannot be written is a 503 too. Only the ``webhook.trigger`` record after a run has started
+cannot stop that run: if it fails, the 202 says so under ``unrecorded`` (the run's own
+``release.start`` record is required by the release flow).
+
 Answers are JSON; 202 lists one entry per service with its flow run id (deployment mode) or the
 id of its emitted ``git.push`` event and the automations that react to it (event mode).
 """
@@ -17,6 +25,7 @@ id of its emitted ``git.push`` event and the automations that react to it (event
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +58,10 @@ Audit = Callable[[str, str, str, dict[str, Any]], None]
 MAX_BODY = 1 << 20
 
 
+class Unrecorded(Exception):
+    """The audit trail could not record what the receiver was about to do: answer 503."""
+
+
 @dataclass
 class WebhookApp:
     secrets: SecretSource  # provider -> shared secret (read from Vault)
@@ -75,10 +88,13 @@ class WebhookApp:
 
     def handle(self, provider: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         try:
-            return self._handle(provider, headers, body)
-        except Rejected as rej:
-            self._audit("webhook.rejected", provider, "rejected", {"reason": rej.reason})
-            return rej.status, {"error": rej.reason}
+            try:
+                return self._handle(provider, headers, body)
+            except Rejected as rej:
+                self._audit("webhook.rejected", provider, "rejected", {"reason": rej.reason})
+                return rej.status, {"error": rej.reason}
+        except Unrecorded as exc:
+            return 503, {"error": str(exc)}
 
     def _handle(self, provider: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         if provider not in PROVIDERS:
@@ -114,36 +130,55 @@ class WebhookApp:
             self._audit("webhook.ignored", event.repository, "ignored", {"reason": plan.reason})
             return 200, {"status": "ignored", "reason": plan.reason,
                          "services": [r.service for r in matched]}
+        self._audit("webhook.push", f"{event.repository}@{event.branch}", "accepted",
+                    {"sha": event.after, "delivery": event.delivery,
+                     "services": [r.service for r in plan.start]})
         return self._start(event, plan)
 
     def _start(self, event: PushEvent, plan: routing.Route) -> tuple[int, dict]:
         runs: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
         replayed: list[str] = []
+        unrecorded: list[str] = []
+        unwritable: list[str] = []  # services whose replay claim could not be written
         for reg in plan.start:
             key = f"{event.provider}:{event.delivery}:{reg.service}"
-            if not self.deliveries.claim(key):
+            try:
+                claimed = self.deliveries.claim(key)
+            except SuiteError as exc:  # StorageError: the replay log cannot be written
+                failed.append({"service": reg.service, "error": str(exc)})
+                unwritable.append(reg.service)
+                continue
+            if not claimed:
                 replayed.append(reg.service)
                 continue
             try:
                 started = self.trigger(event, reg.service)
             except SuiteError as exc:
                 self.deliveries.release(key)
-                self._audit("webhook.trigger", f"{reg.service}@{event.branch}", "error",
-                            {"error": str(exc), "repository": event.repository})
+                self._audit_after("webhook.trigger", f"{reg.service}@{event.branch}", "error",
+                                  {"error": str(exc), "repository": event.repository},
+                                  unrecorded)
                 failed.append({"service": reg.service, "error": str(exc)})
                 continue
             answer = {"service": reg.service, **started.answer()}
-            self._audit("webhook.trigger", f"{reg.service}@{event.branch}", answer["status"],
-                        {"sha": event.after, "delivery": event.delivery,
-                         "repository": event.repository,
-                         "run": started.flow_run_id or None, "event": started.event_id or None})
+            self._audit_after("webhook.trigger", f"{reg.service}@{event.branch}",
+                              answer["status"],
+                              {"sha": event.after, "delivery": event.delivery,
+                               "repository": event.repository,
+                               "run": started.flow_run_id or None,
+                               "event": started.event_id or None}, unrecorded)
             runs.append(answer)
         summary = {"repository": event.repository, "git_sha": event.after,
                    "branch": event.branch, "runs": runs,
                    "ignored": [{"service": s, "reason": r} for s, r in plan.ignored]}
         if replayed:
             summary["replayed"] = replayed
+        if unrecorded:
+            summary["unrecorded"] = unrecorded
+        if failed and not runs and len(unwritable) == len(failed):
+            return 503, {"error": "; ".join(f"{f['service']}: {f['error']}" for f in failed),
+                         "failed": failed, **summary}
         if failed:
             return 502, {"error": "; ".join(f"{f['service']}: {f['error']}" for f in failed),
                          "failed": failed, **summary}
@@ -154,11 +189,28 @@ class WebhookApp:
         return 202, {"status": statuses.pop() if len(statuses) == 1 else "started", **summary}
 
     def _audit(self, action: str, subject: str, outcome: str, inputs: dict[str, Any]) -> None:
-        if self.audit is not None:
-            try:
-                self.audit(action, subject, outcome, inputs)
-            except SuiteError:
-                pass
+        """Record before acting; :class:`Unrecorded` (answered 503) when the trail cannot."""
+        if self.audit is None:
+            return
+        try:
+            self.audit(action, subject, outcome, inputs)
+        except SuiteError as exc:
+            raise Unrecorded(
+                f"the audit trail cannot record {action} for {subject} ({exc}); nothing was "
+                f"started or claimed: the delivery is accepted again once the trail can record "
+                f"(forges redeliver on 5xx)"
+            ) from exc
+
+    def _audit_after(self, action: str, subject: str, outcome: str, inputs: dict[str, Any],
+                     unrecorded: list[str]) -> None:
+        """Record what already happened (a run started): a failure cannot undo it, so it is
+        reported in the answer and on stderr instead of being dropped."""
+        try:
+            self._audit(action, subject, outcome, inputs)
+        except Unrecorded as exc:
+            unrecorded.append(f"{action} {subject}: {exc.__cause__}")
+            print(f"webhook: {action} {subject} not recorded: {exc.__cause__}", file=sys.stderr,
+                  flush=True)
 
 
 def make_server(app: WebhookApp, host: str, port: int) -> ThreadingHTTPServer:
