@@ -60,14 +60,19 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, step: float = 
         time.sleep(step)
 
 
-@pytest.fixture(scope="module")
-def crashy(release_platform: Settings, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Path]:
-    work, url = team_repo(tmp_path_factory.mktemp("crash"), SERVICE, REPO / "examples" / "hello")
+def make_crashy(work: Path) -> None:
+    """hello's manifest in ``work`` becomes crashy's: another name and host, lean steps."""
     manifest = work / "suite.yaml"
     text = manifest.read_text().replace("service: hello", f"service: {SERVICE}")
     text = text.replace("host: hello.localhost", f"host: {HOST}")
     manifest.write_text(text.split("strategy:", 1)[0] + STEPS)
+
+
+@pytest.fixture(scope="module")
+def crashy(release_platform: Settings, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Path]:
+    work, url = team_repo(tmp_path_factory.mktemp("crash"), SERVICE, REPO / "examples" / "hello")
+    make_crashy(work)
     commit(work, "crashy: 50 % then wait")
     onboard.add(release_platform, url, "main")
     ensure_automations(release_platform)  # what `suite up` creates
