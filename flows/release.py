@@ -7,6 +7,13 @@ out. One release per service at a time (the Prefect concurrency limit ``release-
 different services release side by side on the work pool's workers. The deploy tasks run inside
 a Prefect transaction whose rollback hooks send all traffic back to stable if anything after
 them fails. Every stage is audited and the run ends with a report.
+
+Promotion is one unit (docs/outcomes.md): the traffic moves (the old stable kept, unrouted),
+the ``release.promote`` record, the ``champion`` move — all inside the transaction, so any
+failure there is compensated (traffic back, champion undone); ``finalize`` is the point of no
+return, after which nothing changes the outcome. After any failure :func:`tasks.release.settle`
+checks what serves and makes the champion agree with it, so a run never says FAILED while the
+new version serves. A rolled-back release ends in a COMPLETED state named ``RolledBack``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 from prefect.transactions import transaction
 
 from policies.release import load as load_policy
@@ -36,7 +44,6 @@ from tasks.control import Active, Releases
 from tasks.deploy import (
     bind_model,
     fetch_model,
-    finalize_task,
     new_release_id,
     resolve_model_version,
     workload_for,
@@ -47,8 +54,10 @@ from tasks.reconcile import on_release_ended, reconcile_task
 from tasks.release import (
     audit_task,
     current_champion,
+    finalize_release,
     promote_model_task,
     provision_local_task,
+    settle_task,
     stage,
 )
 from tasks.report import ReleaseRecord, report_task
@@ -60,6 +69,10 @@ TARGETS = ("local",)
 #: how long a release tries for its service's slot before it shows itself as waiting (long
 #: enough that a slow answer of a busy API is not taken for a held slot)
 SLOT_PATIENCE_S = 10.0
+#: the name of a rolled-back release's final state (type COMPLETED; docs/outcomes.md)
+ROLLED_BACK = "RolledBack"
+#: what the flow returns: the summary, or for a rollback a state named for it carrying it
+Outcome = dict[str, object] | State[dict[str, object]]
 
 
 @flow(name="release", log_prints=True, on_crashed=[on_release_ended],
@@ -76,7 +89,7 @@ def release(
     synthetic_load_body: dict[str, object] | None = None,
     target: str = "local",
     triggered_by: str = "manual",
-) -> dict[str, object]:
+) -> Outcome:
     """Release the registered ``service`` at ``git_sha`` (default: its branch's head).
 
     Overrides of the manifest for this run: ``strategy`` (canary | blueGreen | rolling),
@@ -114,7 +127,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
              strategy: StrategyKind | None, replicas: int | None, model_version: str,
              env: dict[str, str],
              synthetic: tuple[float, str, dict[str, object] | None], target: str,
-             triggered_by: str) -> dict[str, object]:
+             triggered_by: str) -> Outcome:
     log = get_run_logger()
     policy = load_policy()
     rec = ReleaseRecord(release="", service=service, strategy="", target=target,
@@ -122,6 +135,8 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
     releases = Releases(settings)
     load: LoadGenerator | None = None
     notify: tuple[str, ...] = ()  # the manifest's notifications: URLs, once it is read
+    version = ""
+    bound: list[str | None] = [None, None]  # the model's name and version, once resolved
     try:
         with stage(rec, "plan"):
             plan = plan_task(settings, service, git_sha)
@@ -155,11 +170,11 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
             provision_local_task(settings)
         wl = workload_for(spec, release=rec.release, git_sha=plan.git_sha, image=image.pinned,
                           replicas=replicas, env=env)
-        version = ""
         if spec.model is not None:
             with stage(rec, "model"):
                 version = resolve_model_version(settings, spec.model.name, model_version or None,
                                                 spec.model.alias)
+                bound[:] = [spec.model.name, version]
                 model = fetch_model(settings, spec.model.name, version)
                 rec.model = f"{spec.model.name} v{version}"
                 rec.champion_before = current_champion(settings, spec.model.name)
@@ -173,32 +188,96 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                                  host=spec.host).start()
         run = first if stable_missing(settings, target, service) else STRATEGIES[kind]
         with transaction():
-            run(ro)
-
-        with stage(rec, "finalize"):
-            finalize_task(target, service, settings)
+            run(ro)  # canary / blue-green: all traffic on the new version, the old one kept
+            # the rest of the promotion unit: its record, then the champion (which undoes
+            # itself on any failure); a failure here rolls the traffic back (the hooks)
+            audit_task(settings, "release.promote", rec.release,
+                       {"service": service, "strategy": kind.value, "image": rec.image,
+                        "champion": [rec.champion_before, version or None]})
             if spec.model is not None:
-                before = promote_model_task(settings, spec.model.name, version,
-                                            f"release {rec.release} ({plan.git_sha[:12]}) "
-                                            f"promoted")
-                rec.champion_before, rec.champion_after = before, version
+                with stage(rec, "champion"):
+                    before = promote_model_task(settings, spec.model.name, version,
+                                                f"release {rec.release} ({plan.git_sha[:12]}) "
+                                                f"promoted")
+                    rec.champion_before, rec.champion_after = before, version
+        # past the point of no return: the outcome is promoted whatever finalize says
         rec.outcome = "promoted"
         rec.reason = f"{service} {plan.git_sha[:12]}{f' with {rec.model}' if rec.model else ''} " \
                      f"is stable"
+        with stage(rec, "finalize"):
+            note = finalize_release(target, service, settings)
+        if note:
+            rec.notes.append(note)
+            log.warning("%s", note)
     except RolledBack as exc:
         rec.outcome, rec.reason = "rolled_back", str(exc)
+        if _settle(rec, settings, target, service, bound) == "new":
+            _completed_despite(rec, exc)
     except Exception as exc:
-        rec.outcome, rec.reason = "failed", f"{type(exc).__name__}: {exc}"
-        log.error("release %s of %s failed: %s", rec.release or "(none)", service, rec.reason)
-        raise
-    finally:
-        if load is not None:
-            rec.stages.append(load_stage(rec, load))
-        if rec.release:
-            releases.update(service, phase="ended", outcome=rec.outcome, reason=rec.reason[:500])
+        if _settle(rec, settings, target, service, bound) == "new":
+            _completed_despite(rec, exc)
+        else:
+            rec.outcome, rec.reason = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("release %s of %s failed: %s", rec.release or "(none)", service,
+                      rec.reason)
+            _end(rec, settings, releases, service, load, notify)
+            raise
+    _end(rec, settings, releases, service, load, notify)
+    summary: dict[str, object] = {"service": service, **rec.summary()}
+    if rec.outcome == "rolled_back":
+        # a state named for it on the Runs page; of type COMPLETED: the run did its job (the
+        # new version was judged and refused, stable serves) — see docs/outcomes.md
+        return Completed(name=ROLLED_BACK, message=rec.reason[:500], data=summary)
+    return summary
+
+
+def _settle(rec: ReleaseRecord, settings: settings_mod.Settings, target: str, service: str,
+            bound: list[str | None]) -> str:
+    """What serves and the champion agree (tasks/release.settle); its notes go to the report."""
+    if not rec.release:
+        return "old"  # nothing was deployed yet
+    name, version = bound[0], bound[1]
+    side = (name, version, rec.champion_before) if name and version else None
+    try:
+        settled = settle_task(settings, target, service, rec.release, side)
+    except Exception as exc:  # settle never raises itself; its task wrapper might
+        rec.notes.append(f"settle failed: {type(exc).__name__}: {exc}"[:500])
+        return "unknown"
+    rec.notes.extend(settled.notes)
+    if settled.serving == "new":
+        rec.champion_after = version
+    return settled.serving
+
+
+def _completed_despite(rec: ReleaseRecord, exc: BaseException) -> None:
+    """The new version serves (and the champion follows it): the release completed despite
+    ``exc`` — never a run that says FAILED (or rolled back) while the new version serves."""
+    rec.notes.append(f"completed despite {type(exc).__name__}: {exc}"[:500])
+    rec.outcome = "promoted"
+    rec.reason = f"{rec.service} {rec.git_sha[:12]} is stable (after {type(exc).__name__})"
+
+
+def _end(rec: ReleaseRecord, settings: settings_mod.Settings, releases: Releases, service: str,
+         load: LoadGenerator | None, notify: tuple[str, ...]) -> None:
+    """The release's last records. None of them replaces the outcome: a failure is logged and
+    kept in the report and the result (``notes``)."""
+    log = get_run_logger()
+    if load is not None:
+        rec.stages.append(load_stage(rec, load))
+    if rec.release:
+        releases.update(service, phase="ended", outcome=rec.outcome, reason=rec.reason[:500])
+    try:
         audit_task(settings, f"release.{rec.outcome}", rec.release or "(none)",
                    {"service": service, **rec.summary()}, outcome=rec.outcome)
-        notify_task(settings, notify, outcome_event(rec.outcome), service, rec.release,
-                    rec.outcome, rec.reason)
+    except Exception as exc:
+        note = (f"the audit record release.{rec.outcome} could not be written "
+                f"({type(exc).__name__}: {exc}); the outcome stands")[:500]
+        rec.notes.append(note)
+        log.error("%s", note)
+    notify_task(settings, notify, outcome_event(rec.outcome), service, rec.release,
+                rec.outcome, rec.reason)
+    try:
         report_task(rec)
-    return {"service": service, **rec.summary()}
+    except Exception as exc:
+        log.error("the release report of %s could not be written: %s: %s", rec.release,
+                  type(exc).__name__, exc)

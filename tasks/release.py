@@ -1,12 +1,15 @@
 """Release helpers the ``release`` flow wires together: stage timing, the audit trail, the model
-champion, the environment check of the local target, and the human approval on MARGINAL."""
+champion, the environment check of the local target, the human approval on MARGINAL, and the
+end of a release: :func:`settle` (what serves and the champion agree after any failure) and
+:func:`finalize_release` (past the point of no return, a note and never the outcome)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -17,6 +20,8 @@ from suite.errors import ServiceUnavailable
 from suite.platform import manager
 from suite.settings import Settings
 from tasks.report import ReleaseRecord, StageRecord
+from tasks.targets.base import Deployment
+from tasks.targets.state import TargetState
 
 T = TypeVar("T")
 LOCAL_NEEDS = ("engine", "haproxy", "prometheus", "registry", "mlflow", "vault")
@@ -102,3 +107,121 @@ def ask_approval(rec: ReleaseRecord, step: int, timeout_s: int) -> Approval | No
     except FlowPauseTimeout:
         return None
     return answer
+
+
+# -- the end of a release: what serves and the champion agree, whatever failed ---------------
+
+class Serving(Protocol):
+    """What :func:`settle` needs of the target (the local controller has both)."""
+
+    def state(self, service: str) -> TargetState: ...
+
+    def rollback(self, service: str) -> Deployment: ...
+
+
+@dataclass(frozen=True)
+class ChampionSide:
+    """The release's model: ``version`` becomes champion with it, ``before`` was champion."""
+
+    version: str
+    before: str | None
+    current: Callable[[], str | None]
+    forward: Callable[[], None]  # champion := version
+    back: Callable[[], None]  # undo this release's move (champion := before)
+
+
+@dataclass(frozen=True)
+class Settled:
+    serving: Literal["new", "old", "unknown"]
+    notes: tuple[str, ...] = ()
+
+
+def settle(target: Serving, service: str, release: str, champion: ChampionSide | None = None,
+           *, attempts: int = 3, sleep: Callable[[float], None] = time.sleep) -> Settled:
+    """After a release stopped short (an exception, a rollback): make it consistent.
+
+    What this release left unjudged or half-promoted (its canary or preview, or the old stable
+    it kept as ``previous`` until finalize) is rolled back — the transaction's hooks normally
+    did it already; they log and swallow their own failures, so this looks again. Then the
+    champion follows what serves: this release's version if it is all of stable (a rolling
+    update or a promotion past its point of no return: completed forward), else its move is
+    undone. Retried ``attempts`` times; ``unknown`` when it never got a consistent answer."""
+    notes: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            state = target.state(service)
+            mine = [t for t in (state.canary, state.preview) if t and t.workload.release == release]
+            kept = state.previous is not None and state.stable is not None \
+                and state.stable.workload.release == release
+            if mine or kept:
+                target.rollback(service)
+                notes.append(f"{service}: the release's {'previous stable' if kept else 'canary'}"
+                             f" was still there: rolled back")
+                state = target.state(service)
+            new = state.stable is not None and state.stable.workload.release == release
+            if champion is not None:
+                now = champion.current()
+                if new and now != champion.version:
+                    champion.forward()
+                    notes.append(f"champion v{now} -> v{champion.version}: the new version "
+                                 f"serves, its model is champion")
+                elif not new and now == champion.version != champion.before:
+                    champion.back()
+                    notes.append(f"champion v{champion.version} -> v{champion.before}: the "
+                                 f"release did not complete, its champion move is undone")
+            return Settled("new" if new else "old", tuple(notes))
+        except Exception as exc:  # each try is reported; the next one may succeed
+            notes.append(f"settling {service} (try {attempt}/{attempts}) failed: "
+                         f"{type(exc).__name__}: {exc}"[:400])
+            if attempt < attempts:
+                sleep(2.0 * attempt)
+    return Settled("unknown", tuple(notes))
+
+
+def champion_side(settings: Settings, name: str, version: str, before: str | None,
+                  release: str) -> ChampionSide:
+    from models.registry import champion
+
+    def forward() -> None:
+        champion.promote(settings, name, version, actor="release-flow",
+                         reason=f"release {release} serves it (completed after an error)")
+
+    def back() -> None:
+        changes = champion.history(settings.mlflow_uri, name)
+        if changes and changes[-1].to_version == version:
+            champion.undo(settings, name, changes[-1], actor="release-flow",
+                          reason=f"release {release} did not complete")
+
+    return ChampionSide(version, before, lambda: current_champion(settings, name), forward,
+                        back)
+
+
+@task(name="settle", cache_policy=NO_CACHE)
+def settle_task(settings: Settings, target: str, service: str, release: str,
+                model: tuple[str, str, str | None] | None = None) -> Settled:
+    """:func:`settle` on the real target; ``model``: (name, version, champion before)."""
+    from tasks.targets import get_target
+
+    side = champion_side(settings, model[0], model[1], model[2], release) if model else None
+    deployed = cast(Serving, get_target(target, settings))
+    return settle(deployed, service, release, side)
+
+
+def finalize_release(target: str, service: str, settings: Settings,
+                     attempts: int = 3, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Remove what was kept for an instant rollback; past the point of no return a failure
+    here is a note (""= done), never the outcome: the new version serves either way, and the
+    next transition (or the reconciler) removes the leftovers."""
+    from tasks.deploy import finalize_task
+
+    error = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            finalize_task(target, service, settings)
+            return ""
+        except Exception as exc:  # retried, then reported
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            if attempt < attempts:
+                sleep(2.0 * attempt)
+    return (f"finalize failed {attempts} times ({error}): the old replicas of {service} still "
+            f"run unrouted; the next release removes them")

@@ -39,6 +39,9 @@ class ReleaseRecord:
     champion_before: str | None = None
     champion_after: str | None = None
     load_failed: int | None = None  # requests the synthetic load lost, when it ran
+    #: what went wrong without changing the outcome (a failed audit append at the end, a
+    #: finalize that left the old replicas, a compensation that needed retries)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"release": self.release, "outcome": self.outcome, "reason": self.reason,
@@ -46,7 +49,7 @@ class ReleaseRecord:
                 "strategy": self.strategy, "champion_before": self.champion_before,
                 "champion_after": self.champion_after, "load_failed": self.load_failed,
                 "stages": {s.name: round(s.seconds, 1) for s in self.stages},
-                "scores": [s.get("score") for s in self.steps]}
+                "scores": [s.get("score") for s in self.steps], "notes": list(self.notes)}
 
 
 def _fmt(value: Any) -> str:
@@ -175,6 +178,13 @@ def render(rec: ReleaseRecord, prometheus: str = "", pictures: bool = True) -> s
     if rec.approvals:
         lines += ["", "## Approvals", ""]
         lines += [f"- {a['decision']} by {a['approver']}: {a['reason']}" for a in rec.approvals]
+    healed = [h for step in rec.steps for h in step.get("healed") or ()]
+    if healed:
+        lines += ["", "## Stable healed during the analysis", ""]
+        lines += [f"- {h}" for h in healed]
+    if rec.notes:
+        lines += ["", "## Notes (the outcome stands)", ""]
+        lines += [f"- {n}" for n in rec.notes]
     return "\n".join(lines) + "\n"
 
 

@@ -82,12 +82,20 @@ def follow(settings: settings_mod.Settings, service: str, run_id: str,
         time.sleep(2)
     active = releases.active(service)
     mine = active if active and active.flow_run_id == run_id else None
-    outcome = mine.outcome if mine and mine.outcome else (
-        "failed" if state.get("type") != "COMPLETED" else "promoted")
+    outcome = mine.outcome if mine and mine.outcome else outcome_of_state(state)
     return {"service": service, "flow_run_id": run_id, "state": state.get("name"),
             "outcome": outcome, "release": mine.release if mine else "",
             "reason": mine.reason if mine else state.get("message", ""),
             "url": f"{settings.url('prefect')}/runs/flow-run/{run_id}"}
+
+
+def outcome_of_state(state: dict[str, Any]) -> str:
+    """A release run's outcome from its final Prefect state alone: a rollback is a COMPLETED
+    state named ``RolledBack`` (flows/release.py), a promotion plain Completed, anything else
+    failed (FAILED, CRASHED, CANCELLED)."""
+    if state.get("type") != "COMPLETED":
+        return "failed"
+    return "rolled_back" if state.get("name") == "RolledBack" else "promoted"
 
 
 def cmd_release(args: argparse.Namespace) -> int:
