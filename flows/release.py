@@ -9,7 +9,7 @@ a Prefect transaction whose rollback hooks send all traffic back to stable if an
 them fails. Every stage is audited and the run ends with a report.
 
 Promotion is one unit (docs/outcomes.md): the traffic moves (the old stable kept, unrouted),
-the ``release.promote`` record, the ``champion`` move — all inside the transaction, so any
+the ``deploy.promote`` record, the ``champion`` move — all inside the transaction, so any
 failure there is compensated (traffic back, champion undone); ``finalize`` is the point of no
 return, after which nothing changes the outcome. After any failure :func:`tasks.release.settle`
 checks what serves and makes the champion agree with it, so a run never says FAILED while the
@@ -191,7 +191,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
             run(ro)  # canary / blue-green: all traffic on the new version, the old one kept
             # the rest of the promotion unit: its record, then the champion (which undoes
             # itself on any failure); a failure here rolls the traffic back (the hooks)
-            audit_task(settings, "release.promote", rec.release,
+            audit_task(settings, "deploy.promote", rec.release,
                        {"service": service, "strategy": kind.value, "image": rec.image,
                         "champion": [rec.champion_before, version or None]})
             if spec.model is not None:

@@ -28,7 +28,7 @@ class Mapping:
 CHANGE = ("release.start", "stage.build", "stage.scan", "stage.test", "canary.analysis",
           "canary.approval", "release.promote", "release.abort", "model.promote",
           "release.promoted", "release.rolled_back", "release.failed", "release.rollback",
-          "release.reconciled",
+          "release.reconciled", "deploy.promote", "deploy.heal", "model.undo",
           "pulumi.*")
 GATES = ("scan.yaml", "release.yaml", "canary.yaml", "model.yaml", "analysis/http.yaml",
          "analysis/model-server.yaml", "crossguard/PulumiPolicy.yaml")
