@@ -26,14 +26,25 @@ def _port_overrides(values: list[str]) -> dict[str, int]:
     return ports
 
 
-def _audit(settings: Settings, action: str, subject: str, inputs: dict[str, object]) -> None:
-    """Platform events are audited when Vault can sign them; never block a start or stop."""
+WITHOUT_AUDIT = "--without-audit"
+
+
+def _audit(settings: Settings, action: str, subject: str, inputs: dict[str, object],
+           without_audit: bool = False, consequence: str = "") -> None:
+    """Nothing is done without its record: an audit failure stops the command (exit 1) unless
+    the user passed --without-audit, which makes it a warning."""
     from suite import audit
+    from suite.errors import AuditError
 
     try:
         audit.append(settings, action=action, subject=subject, inputs=inputs)
     except SuiteError as exc:
-        print(f"warning: audit event {action} not recorded: {exc}", file=sys.stderr)
+        if not without_audit:
+            raise AuditError(f"audit event {action} could not be recorded: {exc}; "
+                             f"{consequence}fix it (`suite status`, `suite doctor`) or pass "
+                             f"{WITHOUT_AUDIT} to go on without the record") from exc
+        print(f"warning: audit event {action} not recorded ({WITHOUT_AUDIT}): {exc}",
+              file=sys.stderr)
 
 
 def _say(line: str) -> None:
@@ -56,7 +67,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if result.started:
         _audit(settings, "platform.up", ",".join(result.started),
                {"ports": dict(settings.ports), "workers": settings.workers,
-                "database": settings.database})
+                "database": settings.database}, args.without_audit,
+               f"the services started ({', '.join(result.started)}) keep running but the "
+               f"deployments were not registered; ")
     print(f"platform up in {elapsed:.1f}s (started: {', '.join(result.started) or 'none'}; "
           f"already running: {', '.join(result.already) or 'none'})")
     if not args.only and not args.no_deploy:
@@ -139,7 +152,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     if running and not args.only and not _stop_releases(settings, args.abort_releases):
         return 1
     if running:
-        _audit(settings, "platform.down", ",".join(args.only or running), {})
+        _audit(settings, "platform.down", ",".join(args.only or running), {},
+               args.without_audit, "nothing was stopped; ")
     stopped = manager.down(settings, only=args.only or None, report=_say)
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     return 0
@@ -227,11 +241,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
                     help="start only this service (and what it needs); repeatable")
     up.add_argument("--no-deploy", action="store_true",
                     help="do not register prefect.yaml's deployments")
+    up.add_argument(WITHOUT_AUDIT, action="store_true",
+                    help="go on when the start cannot be recorded in the audit trail (a warning "
+                    "instead of exit 1)")
     up.set_defaults(func=cmd_up)
     dep = sub.add_parser("deploy", help="register prefect.yaml's deployments with Prefect")
     dep.set_defaults(func=cmd_deploy)
     down = sub.add_parser("down", help="stop the local platform gracefully (data is kept)")
     down.add_argument("--only", action="append", default=[], metavar="SERVICE")
+    down.add_argument(WITHOUT_AUDIT, action="store_true",
+                      help="stop even when the stop cannot be recorded in the audit trail (e.g. "
+                      "Vault is already down)")
     down.add_argument("--abort-releases", action="store_true",
                       help="roll back every release in progress first (default: refuse to "
                       "stop while one runs)")
