@@ -15,7 +15,7 @@ from suite.settings import Settings
 from tasks import rollout
 from tasks.analyze import PauseWatch
 from tasks.control import Active, Releases
-from tasks.report import ReleaseRecord
+from tasks.report import ReleaseRecord, render
 from tasks.targets.base import Workload
 from tests.unit.canary.test_sequential_wiring import TEMPLATE, Clock, Platform
 
@@ -62,6 +62,11 @@ def test_canary_errors_roll_back_during_the_pause(tmp_path: Path,
     (step,) = ro.rec.steps
     assert (step["kind"], step["verdict"], step["template"]) == ("pause", "FAIL", "http")
     assert audited[-1]["action"] == "canary.analysis" and audited[-1]["verdict"] == "FAIL"
+    text = render(ro.rec)  # the report: the pause, its tests' crossing and p over time, a chart
+    assert "## Canary step 2 (pause) at 20 % — FAIL (score 0.0)" in text
+    crossed = step["sequential"][0]["crossed_at"]
+    assert f"| errors | rate | True | {crossed:g} s | 0 s: 1, " in text
+    assert "![step 2: canary against stable](data:image/png;base64," in text
 
 
 def test_a_quiet_pause_runs_its_length_and_is_recorded(tmp_path: Path,
