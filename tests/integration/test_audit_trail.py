@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from suite.audit import AuditTrail
 from suite.audit.signer import TransitSigner
+from suite.errors import AuditError
 from suite.settings import Settings
 from suite.vault import client
 
@@ -156,3 +159,71 @@ def test_cli_verify_names_first_bad_record_after_hand_edit(platform: Settings, p
         assert f"seq {bad_seq}" in bad.stdout
     finally:
         path.write_text(original)
+
+
+@pytest.fixture
+def small_home(platform: Settings, tmp_path: Path) -> Iterator[Path]:
+    """A SUITE_HOME whose ``audit/`` is a 128 KiB tmpfs and which talks to the session's Vault
+    (its ports come from the environment, its admin token through a link), so the real `suite
+    audit verify` reads the small trail."""
+    home = tmp_path / "small-home"
+    audit_dir = home / "audit"
+    audit_dir.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k,mode=0700", "tmpfs",
+                              str(audit_dir)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs ({mounted.stderr.strip() or 'not permitted'}): "
+                    f"the disk-full test needs root (or CAP_SYS_ADMIN) to mount one")
+    (home / "vault").symlink_to(platform.dir("vault"))
+    try:
+        yield home
+    finally:
+        subprocess.run(["umount", "-l", str(audit_dir)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_audit_disk_is_a_clear_error_and_appends_work_again_once_space_returns(
+        platform: Settings, platform_env: dict[str, str], small_home: Path):
+    t = AuditTrail(small_home / "audit", TransitSigner(client(platform)))
+    for i in range(3):
+        t.append(actor="alice", action="stage.build", subject=f"img-{i}")
+    filler = _fill(t.directory)
+    before = (t.path.read_bytes(), t.head_path.read_bytes())
+    failures = []
+    for i in range(8):  # the first appends may still fit in the file's last page
+        try:
+            t.append(actor="alice", action="release.start", subject=f"svc-{i}")
+        except AuditError as exc:
+            failures.append(str(exc))
+            break
+        before = (t.path.read_bytes(), t.head_path.read_bytes())
+    assert failures, "the full tmpfs never refused an append"
+    assert "No space left on device (ENOSPC)" in failures[0]
+    assert str(t.directory) in failures[0] and "free of 128.0 KiB" in failures[0]
+    assert (t.path.read_bytes(), t.head_path.read_bytes()) == before  # nothing half-written
+    assert t.verify().ok
+
+    filler.unlink()  # space is back
+    t.append(actor="alice", action="release.start", subject="svc-after")
+    with open(t.path, "ab") as fh:  # a crash mid-append: a torn last line
+        fh.write(t.path.read_bytes().splitlines()[-1][:50])
+    t.append(actor="alice", action="release.end", subject="svc-after")
+    actions = [r.action for r in t.records()]
+    assert actions[-3:] == ["release.start", "audit.repair", "release.end"]
+    assert "dropped 50 bytes" in t.records()[-2].subject
+    env = {**platform_env, "SUITE_HOME": str(small_home)}
+    verified = subprocess.run([sys.executable, "-m", "suite.cli", "audit", "verify"], env=env,
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"{len(actions)} records" in verified.stdout
