@@ -185,6 +185,6 @@ def build_server(state: ServerState) -> HttpServer:
     server.route("GET", "/metrics", handlers.render_metrics)
     server.route("GET", "/model", handlers.describe)
     state.http = server
-    state.metrics.fault_latency.set(state.config.fault_latency_ms)
+    state.metrics.fault_latency.set(state.config.fault_latency_ms / 1000.0)  # Prometheus: s
     state.metrics.fault_ratio.set(state.config.fault_error_ratio)
     return server

@@ -42,7 +42,7 @@ class ServerMetrics:
                            registry=r)
         self.info = Gauge("model_server_model_info", "The model being served", (*LABELS, "uri"),
                           registry=r)
-        self.fault_latency = Gauge("model_server_fault_injection_latency_ms",
+        self.fault_latency = Gauge("model_server_fault_injection_latency_seconds",
                                    "FAULT INJECTION: latency added to every request", registry=r)
         self.fault_ratio = Gauge("model_server_fault_injection_error_ratio",
                                  "FAULT INJECTION: share of requests answered 500", registry=r)

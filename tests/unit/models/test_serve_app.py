@@ -178,6 +178,8 @@ def test_fault_injection_answers_500_and_adds_latency(sklearn_onnx: Path) -> Non
         resp = await client.post("/predict", json={"inputs": [[0.0] * 64]})
         assert loop.time() - began >= 0.05
         assert resp.status_code == 500 and resp.json()["error"] == "injected_fault"
+        text = (await client.get("/metrics")).text  # Prometheus' base unit: seconds
+        assert "model_server_fault_injection_latency_seconds 0.05" in text
 
     config = ServeConfig(model_uri=str(sklearn_onnx), fault_latency_ms=50, fault_error_ratio=1)
     run_app(config, scenario)
