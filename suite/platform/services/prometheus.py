@@ -6,11 +6,16 @@ canary analysis step has enough points.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from suite.platform.files import free_space
 from suite.platform.service import Service, http_ok
 
 SCRAPE_INTERVAL = "1s"
+#: below this much free space under its data directory Prometheus soon fails to write its WAL
+#: (it then drops samples: analyses see no data), so `suite status` and `suite doctor` say so
+LOW_DISK_BYTES = 256 << 20
 
 
 class PrometheusService(Service):
@@ -65,3 +70,14 @@ scrape_configs:
 
     def healthy(self) -> bool:
         return http_ok(self.url + "/-/ready")
+
+    def detail(self) -> str:
+        data = self.state_dir / "data"
+        try:
+            free = shutil.disk_usage(data).free
+        except OSError as exc:
+            return f"data {data} unreadable ({exc.strerror or exc})"
+        if free < LOW_DISK_BYTES:
+            return (f"low disk: {free_space(data)} under {data}; samples are dropped once it is "
+                    f"full: free space there")
+        return ""
