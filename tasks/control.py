@@ -97,8 +97,12 @@ class Releases:
         store = self.targets()
         state = store.load(active.service)
         if active.phase == "ended":
-            if state.release is not None and state.release.release == active.release:
+            if state.release is None or state.release.release != active.release:
+                return
+            if state.canary is None and state.preview is None:
                 store.save(replace(state, release=None))
+            else:  # it ended with its canary still there: the reconciler must remove it
+                store.save(replace(state, release=replace(state.release, phase="ended")))
             return
         intent = Intent(active.release, active.flow_run_id, active.strategy, active.started,
                         active.phase, active.pid, active.pid_started)

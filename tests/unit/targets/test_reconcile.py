@@ -171,3 +171,16 @@ def test_the_process_of_a_reused_pid_is_not_taken_for_the_flow_run() -> None:
 
     assert rec.process_alive(replace(intent, pid_started=process_started(os.getpid()))) is True
     assert rec.process_alive(replace(intent, pid=0)) is None
+
+
+def test_a_release_that_ended_with_its_canary_still_there_stays_unfinished(
+        settings, ctl, audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    Releases(settings).update("web", phase="ended", outcome="failed")  # its rollback failed
+    intent = controller.state("web").release
+    assert intent is not None and intent.phase == "ended"
+    done = rec.reconcile(settings, "web", "suite up found it unfinished", target=controller,
+                         read_run=lambda run: ("FAILED", "Failed"), alive=lambda i: False)
+    assert done is not None and controller.state("web").canary is None
+    assert "its run is Failed" in done.why
