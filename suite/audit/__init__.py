@@ -1,5 +1,11 @@
 """Audit trail API for the stages: ``append(settings, ...)`` and ``verify(settings)``.
 
+Nothing is done without its record: ``append`` raises :class:`~suite.errors.AuditError` when
+the record cannot be written (Vault cannot sign, the disk is full) and the caller must then not
+do, or not go on with, the action the record is for. Record first where the record can say what
+is about to happen (``release.start`` before the release's first change); where the record can
+only follow the action (a secret's new version), call ``ready`` before it.
+
 Signing uses the caller's Vault identity: AppRole ``suite-worker`` inside workers, the admin token
 from the CLI (see :func:`suite.vault.client`).
 """
@@ -15,8 +21,8 @@ from suite.audit.store import AuditTrail, VerifyReport
 from suite.settings import Settings
 from suite.vault import client as vault_client
 
-__all__ = ["AuditRecord", "AuditTrail", "VerifyReport", "append", "default_actor", "trail",
-           "verify"]
+__all__ = ["AuditRecord", "AuditTrail", "VerifyReport", "append", "default_actor", "ready",
+           "trail", "verify"]
 
 
 def trail(settings: Settings) -> AuditTrail:
@@ -43,6 +49,11 @@ def append(
         actor=actor or default_actor(), action=action, subject=subject, inputs=inputs,
         outcome=outcome,
     )
+
+
+def ready(settings: Settings) -> None:
+    """Raise ``AuditError`` (what is wrong and how to fix it) unless a record can be written now."""
+    trail(settings).check()
 
 
 def verify(settings: Settings) -> VerifyReport:

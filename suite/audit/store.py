@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from suite.audit.signer import Signer
 from suite.errors import AuditError, StorageError
 from suite.platform.files import atomic_write, storage_error
 
+#: an append needs a few KiB: with less than this free, ``check`` calls the trail's disk full
+MIN_FREE_BYTES = 1 << 20
 REPAIR_ACTOR = "suite"
 REPAIR_ACTION = "audit.repair"
 
@@ -148,6 +151,18 @@ class AuditTrail:
                     "sha256": hashlib.sha256(dropped).hexdigest()},
             outcome="repaired",
         )
+
+    def check(self) -> None:
+        """Raise :class:`AuditError` unless a record could be written now: the trail's disk has
+        room and the signer signs. For an action whose record can only be written after it."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.directory).free
+        except OSError as exc:
+            raise self._disk_error(self.directory, exc) from exc
+        if free < MIN_FREE_BYTES:
+            raise self._disk_error(self.path, OSError(errno.ENOSPC, "less than 1 MiB free"))
+        self.signer.sign(b"suite audit check")
 
     def append(
         self, *, actor: str, action: str, subject: str, inputs: Any = None, outcome: str = "ok"

@@ -33,6 +33,7 @@ def cmd_put(args: argparse.Namespace) -> int:
 
     settings = settings_mod.load()
     value = _read_value(args)
+    audit.ready(settings)  # the write is recorded after it: refuse it when it cannot be
     version = vault.put_secret(vault.client(settings), args.path, args.key, value)
     audit.append(settings, action="secret.write", subject=f"secret/suite/{args.path}#{args.key}",
                  inputs={"path": args.path, "key": args.key, "version": version})

@@ -159,3 +159,22 @@ def test_an_edited_complete_last_line_is_not_repaired_but_refused(trail):
     trail.path.write_text("\n".join(rows) + "\n")
     with pytest.raises(AuditError, match=r"not a valid record .*suite audit verify"):
         trail.append(actor="bob", action="x.y", subject="s")
+
+
+def test_check_passes_when_a_record_could_be_written(trail):
+    trail.check()
+
+
+def test_check_refuses_when_vault_cannot_sign(trail, signer):
+    signer.down = True
+    with pytest.raises(AuditError, match="transit key"):
+        trail.check()
+
+
+def test_check_refuses_a_nearly_full_disk_naming_the_path_and_free_space(trail, monkeypatch):
+    class Usage:
+        total, used, free = 1 << 20, (1 << 20) - 4096, 4096
+
+    monkeypatch.setattr(store_mod.shutil, "disk_usage", lambda path: Usage())
+    with pytest.raises(AuditError, match=r"audit\.jsonl failed: less than 1 MiB free \(ENOSPC\)"):
+        trail.check()
