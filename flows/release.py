@@ -25,7 +25,6 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
-from prefect.states import Completed, State
 from prefect.transactions import transaction
 
 from policies.release import load as load_policy
@@ -52,9 +51,11 @@ from tasks.notify import Event, notify_task, outcome_event
 from tasks.plan import plan_task
 from tasks.reconcile import on_release_ended, reconcile_task
 from tasks.release import (
+    Outcome,
     audit_task,
     current_champion,
     finalize_release,
+    outcome_state,
     promote_model_task,
     provision_local_task,
     settle_task,
@@ -69,10 +70,6 @@ TARGETS = ("local",)
 #: how long a release tries for its service's slot before it shows itself as waiting (long
 #: enough that a slow answer of a busy API is not taken for a held slot)
 SLOT_PATIENCE_S = 10.0
-#: the name of a rolled-back release's final state (type COMPLETED; docs/outcomes.md)
-ROLLED_BACK = "RolledBack"
-#: what the flow returns: the summary, or for a rollback a state named for it carrying it
-Outcome = dict[str, object] | State[dict[str, object]]
 
 
 @flow(name="release", log_prints=True, on_crashed=[on_release_ended],
@@ -223,12 +220,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
             _end(rec, settings, releases, service, load, notify)
             raise
     _end(rec, settings, releases, service, load, notify)
-    summary: dict[str, object] = {"service": service, **rec.summary()}
-    if rec.outcome == "rolled_back":
-        # a state named for it on the Runs page; of type COMPLETED: the run did its job (the
-        # new version was judged and refused, stable serves) — see docs/outcomes.md
-        return Completed(name=ROLLED_BACK, message=rec.reason[:500], data=summary)
-    return summary
+    return outcome_state({"service": service, **rec.summary()}, rec.outcome, rec.reason)
 
 
 def _settle(rec: ReleaseRecord, settings: settings_mod.Settings, target: str, service: str,

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.input import RunInput
+from prefect.states import Completed, State
 
 from suite import audit
 from suite.errors import ServiceUnavailable
@@ -225,3 +226,20 @@ def finalize_release(target: str, service: str, settings: Settings,
                 sleep(2.0 * attempt)
     return (f"finalize failed {attempts} times ({error}): the old replicas of {service} still "
             f"run unrouted; the next release removes them")
+
+
+#: the name of a rolled-back release's final state (type COMPLETED; docs/outcomes.md)
+ROLLED_BACK = "RolledBack"
+#: what the release flow returns: its summary, or for a rollback a state named for it
+Outcome = dict[str, object] | State[dict[str, object]]
+
+
+def outcome_state(summary: dict[str, object], outcome: str, reason: str) -> Outcome:
+    """The run's final state: a rollback is COMPLETED named ``RolledBack`` — the run did its
+    job (the new version was judged and refused, stable serves), so Prefect's failure
+    automations, retries and the demo's run checks do not take it for a broken platform, while
+    the Runs page names it; a promotion is the summary itself (Completed); a failure raises
+    (Failed) before it gets here."""
+    if outcome == "rolled_back":
+        return Completed(name=ROLLED_BACK, message=reason[:500], data=summary)
+    return summary
