@@ -244,6 +244,8 @@ def test_graceful_shutdown_drains_in_flight_requests(
             if metric(text, "model_server_inflight_requests") == 8:
                 break
             time.sleep(0.02)
+        else:  # SIGTERM before all 8 arrived would test something else (refused connections)
+            raise AssertionError(f"8 requests never in flight at once:\n{text[-2000:]}")
         srv.proc.send_signal(signal.SIGTERM)
         codes = [f.result() for f in futures]
     assert codes == [200] * 8

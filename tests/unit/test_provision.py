@@ -139,7 +139,9 @@ def test_pulumi_targets_fail_at_once_without_the_cli(settings: Settings,
     started = time.monotonic()
     with pytest.raises(MissingBinary, match=r"get\.pulumi\.com"):
         prov.run_action(K8S, settings, action, confirm_destroy="dev-k8s")
-    assert time.monotonic() - started < 1.0
+    # before any stack work or network wait (those take far longer); not a tight bound: the
+    # first call imports Pulumi's SDK, which takes seconds on a loaded 2-core machine
+    assert time.monotonic() - started < 15.0
 
 
 @pytest.mark.usefixtures("no_cli")
