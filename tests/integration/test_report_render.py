@@ -39,7 +39,7 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                              "--host", "127.0.0.1", "--port", str(port), "--no-services"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # 9-14 s idle; ~90 s seen on a loaded machine
         while True:  # health, not a fixed sleep
             try:
                 if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
@@ -83,3 +83,37 @@ def test_release_report_charts_render_in_the_prefect_ui(prefect_ui: str, ui: str
     _chromium("--window-size=1280,2600", f"--screenshot={shot}", page)
     assert shot.exists() and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_runs_page_tells_promoted_from_rolled_back(prefect_ui: str, tmp_path: Path) -> None:
+    """Two runs of a flow ending as the release flow ends (tasks/release.outcome_state): the
+    UI shows the rolled-back one as RolledBack, the promoted one as Completed; both are of type
+    COMPLETED (what automations, the demo and `suite release --wait` read). The Runs page's
+    screenshot is kept for a person to look at."""
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.release import Outcome, outcome_state
+
+    @flow(name="release-outcome-check")
+    def ends(outcome: str) -> Outcome:
+        return outcome_state({"outcome": outcome}, outcome, f"{outcome} on purpose")
+
+    with temporary_settings(updates={PREFECT_API_URL: f"{prefect_ui}/api"}):
+        assert ends("rolled_back") == {"outcome": "rolled_back"}  # a caller still gets it
+        assert ends("promoted") == {"outcome": "promoted"}
+    runs = httpx.post(f"{prefect_ui}/api/flow_runs/filter", json={
+        "flows": {"name": {"any_": ["release-outcome-check"]}}}, timeout=10).json()
+    assert {(r["state"]["type"], r["state"]["name"]) for r in runs} == {
+        ("COMPLETED", "RolledBack"), ("COMPLETED", "Completed")}
+    rolled = next(r["id"] for r in runs if r["state"]["name"] == "RolledBack")
+    page = f"{prefect_ui}/runs/flow-run/{rolled}"  # its badge (the Runs list is virtualised:
+    for _ in range(3):  # headless --dump-dom does not always lay it out; the screenshot does)
+        dom = _chromium("--dump-dom", page).stdout
+        if "RolledBack" in dom:
+            break
+    assert "RolledBack" in dom, dom[-2000:]
+    shot = tmp_path / "runs-page.png"
+    _chromium("--window-size=1400,900", f"--screenshot={shot}", f"{prefect_ui}/runs")
+    assert shot.exists() and shot.stat().st_size > 10_000
+    print(f"screenshot of the Runs page: {shot}")
