@@ -36,10 +36,10 @@ def rollback(
     settings = settings_mod.load()
     if flow_run_id:
         run = flow_run_id.removeprefix(RUN_RESOURCE)
-        done = reconcile_task(settings, service, reason, dead_run=run)
+        done = reconcile_task(settings, service, reason, dead_run=run, check_process=True)
         if done is None:
             print(f"nothing to reconcile for {service}: run {run} left no unfinished release "
-                  f"(its hook already rolled it back, or it ended)")
+                  f"(its hook already rolled it back, it ended, or its process still runs)")
             return {"service": service, "reconciled": False, "flow_run_id": run}
         print(done.line())
         return {"service": service, "reconciled": True, "flow_run_id": run,

@@ -161,19 +161,26 @@ def _heal_stable(target: Target, service: str) -> None:
 def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
               target: Target | None = None, read_run: RunReader | None = None,
               alive: Callable[[Intent], bool | None] = process_alive,
-              free_slot: bool = True) -> Reconciled | None:
+              free_slot: bool = True, check_process: bool = False) -> Reconciled | None:
     """Return ``service`` to a consistent state if a release of it is unfinished.
 
     ``dead_run``: the caller knows this run ended (a hook or the automation): it is reconciled
     without asking whether it still runs, and only if the unfinished release is that run's.
     ``free_slot``: also free the dead run's release slot (not when the caller is the next
-    release, which holds it). None when there was nothing to do.
+    release, which holds it). ``check_process``: even with ``dead_run``, leave a release whose
+    flow-run process still runs (the automation: Prefect's Crashed may come from a heartbeat
+    that was only late). None when there was nothing to do.
     """
     releases = Releases(settings)
     with service_lock(settings, service):
         store = releases.targets()
         intent = store.load(service).release
         if intent is None or (dead_run and intent.flow_run_id != dead_run):
+            return None
+        if dead_run and check_process and alive(intent) is True:
+            # marked Crashed (a late heartbeat?) while its process still works: not a crash
+            print(f"run {dead_run} is marked ended but its process (pid {intent.pid}) still "
+                  f"runs the release: not rolled back")
             return None
         if not dead_run:
             gone = run_gone(intent, read_run or prefect_run_state(settings), alive)
@@ -241,8 +248,9 @@ def reconcile_all(settings: Settings, why: str) -> list[Reconciled]:
 
 @task(name="reconcile", cache_policy=NO_CACHE)
 def reconcile_task(settings: Settings, service: str, why: str, dead_run: str = "",
-                   free_slot: bool = True) -> Reconciled | None:
-    return reconcile(settings, service, why, dead_run, free_slot=free_slot)
+                   free_slot: bool = True, check_process: bool = False) -> Reconciled | None:
+    return reconcile(settings, service, why, dead_run, free_slot=free_slot,
+                     check_process=check_process)
 
 
 def on_release_ended(flow: Any, flow_run: Any, state: Any) -> None:

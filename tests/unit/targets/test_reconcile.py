@@ -184,3 +184,12 @@ def test_a_release_that_ended_with_its_canary_still_there_stays_unfinished(
                          read_run=lambda run: ("FAILED", "Failed"), alive=lambda i: False)
     assert done is not None and controller.state("web").canary is None
     assert "its run is Failed" in done.why
+
+
+def test_the_automation_leaves_a_run_whose_process_still_works(settings, ctl, audited) -> None:
+    """Prefect may say Crashed after a late heartbeat: the process decides."""
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    assert rec.reconcile(settings, "web", "zombie?", dead_run="run-2", target=controller,
+                         alive=lambda i: True, check_process=True) is None
+    assert controller.state("web").canary_weight == 50 and not audited
