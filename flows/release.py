@@ -8,7 +8,7 @@ different services release side by side on the work pool's workers. The deploy t
 a Prefect transaction whose rollback hooks send all traffic back to stable if anything after
 them fails. Every stage is audited and the run ends with a report.
 
-Promotion is one unit (docs/outcomes.md): the traffic moves (the old stable kept, unrouted),
+Promotion is one unit (docs/reliability.md): the traffic moves (the old stable kept, unrouted),
 the ``deploy.promote`` record, the ``champion`` move — all inside the transaction, so any
 failure there is compensated (traffic back, champion undone); ``finalize`` is the point of no
 return, after which nothing changes the outcome. After any failure :func:`tasks.release.settle`

@@ -228,7 +228,7 @@ def finalize_release(target: str, service: str, settings: Settings,
             f"run unrouted; the next release removes them")
 
 
-#: the name of a rolled-back release's final state (type COMPLETED; docs/outcomes.md)
+#: the name of a rolled-back release's final state (type COMPLETED; docs/reliability.md)
 ROLLED_BACK = "RolledBack"
 #: what the release flow returns: its summary, or for a rollback a state named for it
 Outcome = dict[str, object] | State[dict[str, object]]
