@@ -10,7 +10,7 @@ req/s) runs through each case and its failed requests are counted.
 
 Cases: ``kill -9`` of the flow-run process (its worker reports Crashed, the hook reconciles);
 cancellation through the Prefect API (the on_cancellation hook); ``kill -9`` of the worker and
-its flow run (no one reports: the zombie automation after 90 s without a heartbeat, then the
+its flow run (no one reports: the zombie automation after 200 s without a heartbeat, then the
 rollback automation); ``kill -9`` of every platform process, then `suite up` (measured from the
 start of `suite up`: HAProxy comes back with the canary at weight 0, then `suite up` reconciles).
 ``--write`` puts the table into bench/RESULTS.md.
@@ -158,7 +158,7 @@ def main() -> None:
              "|---|---|---|---|"]
     lines += [f"| {r['case']} | {float(r['seconds']):.1f} | {r['ok']} | {r['failed']} |"  # type: ignore[arg-type]
               for r in rows]
-    lines += ["", "The worker case waits for Prefect's zombie detection (no heartbeat for 90 s, "
+    lines += ["", "The worker case waits for Prefect's zombie detection (no heartbeat for 200 s, "
               "heartbeats every 30 s); the last is timed from the start of `suite up`.", ""]
     text = "\n".join(lines)
     print(text)

@@ -54,8 +54,12 @@ def deploy(settings: Settings, force: bool = False) -> bool:
 ZOMBIE_AUTOMATION = "suite-crash-zombie-runs"
 #: starts the `rollback` deployment for a release run that ended Crashed or Cancelled
 ROLLBACK_AUTOMATION = "suite-release-crashed-rollback"
-#: a run with no heartbeat (nor any other flow-run event) for 3 heartbeats is Crashed
-ZOMBIE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
+#: Prefect's own heartbeat interval, for runs not started by the platform's workers (a flow
+#: called in-process by a test or a script): the zombie window must not crash them
+PREFECT_DEFAULT_HEARTBEAT_SECONDS = 180
+#: a run with no heartbeat (nor any other flow-run event) this long is Crashed: a few of the
+#: workers' heartbeats, and longer than Prefect's default interval
+ZOMBIE_AFTER_SECONDS = max(3 * HEARTBEAT_SECONDS, PREFECT_DEFAULT_HEARTBEAT_SECONDS + 20)
 
 
 def zombie_automation() -> dict[str, Any]:

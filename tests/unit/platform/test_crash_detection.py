@@ -34,7 +34,10 @@ def test_the_zombie_automation_crashes_a_run_whose_heartbeats_stop() -> None:
     assert trigger.after == {"prefect.flow-run.heartbeat"}  # type: ignore[union-attr]
     # any flow-run event counts as a sign of life: a state named RolledBack is not a zombie
     assert trigger.expect == {"prefect.flow-run.*"}  # type: ignore[union-attr]
-    assert trigger.within.total_seconds() == 3 * HEARTBEAT_SECONDS  # type: ignore[union-attr]
+    # several of the workers' heartbeats, and longer than Prefect's default (180 s), so a run
+    # started outside the workers (in-process) is never taken for a zombie
+    within = trigger.within.total_seconds()  # type: ignore[union-attr]
+    assert within >= 3 * HEARTBEAT_SECONDS and within > 180
     assert made.actions[0].type == "change-flow-run-state"
     assert made.model_dump(mode="json")["actions"][0]["state"] == "CRASHED"
 
