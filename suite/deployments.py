@@ -13,6 +13,8 @@ import hashlib
 import subprocess
 from typing import Any
 
+import httpx
+
 from suite import prefect_http
 from suite.errors import ServiceUnavailable
 from suite.platform.files import atomic_write
@@ -141,7 +143,15 @@ def _put_automation(api: str, body: dict[str, Any]) -> str:
 
 def ensure_automations(settings: Settings) -> list[str]:
     """Create or update the crash automations by name (idempotent); what was done, per line."""
-    api = settings.prefect_api_url
+    try:
+        return _ensure_automations(settings.prefect_api_url)
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"Prefect at {settings.prefect_api_url} does not answer "
+                                 f"({exc}); the crash automations are not set: `suite up`"
+                                 ) from exc
+
+
+def _ensure_automations(api: str) -> list[str]:
     done = [f"{ZOMBIE_AUTOMATION} {_put_automation(api, zombie_automation())}"]
     dep = prefect_http.request(api, "GET", "/deployments/name/rollback/rollback")
     if dep.status_code != 200:
