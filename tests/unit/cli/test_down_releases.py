@@ -22,8 +22,11 @@ def stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("SUITE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SUITE_PREFECT_PORT", "9")  # nothing answers: the pid decides
     monkeypatch.setattr(manager, "status", lambda s: [Status("prefect", "", 1, True, True)])
-    monkeypatch.setattr(manager, "down", lambda settings, only=None, report=None:
-                        done.append("down") or ["prefect"])
+    def down(settings: object, only: object = None, report: object = None) -> list[str]:
+        done.append("down")
+        return ["prefect"]
+
+    monkeypatch.setattr(manager, "down", down)
     monkeypatch.setattr("suite.cli.commands.platform._audit", lambda *a, **k: None)
     Releases(load()).start(Active("web", "r-7", "run-7", "canary", "now", phase="paused"))
     return done
@@ -40,7 +43,11 @@ def test_down_during_a_release_refuses_and_names_it(stopped: list[str],
 def test_down_abort_releases_rolls_each_back_then_stops(
         stopped: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     aborted: list[str] = []
-    monkeypatch.setattr(reconcile, "abort_release",
-                        lambda settings, service, actor, why: aborted.append(service) or "ok")
+
+    def abort(settings: object, service: str, actor: str, why: str) -> str:
+        aborted.append(service)
+        return f"{service}: aborted"
+
+    monkeypatch.setattr(reconcile, "abort_release", abort)
     assert cli.main(["down", "--abort-releases"]) == 0
     assert aborted == ["web"] and stopped == ["down"]
