@@ -133,6 +133,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
     load: LoadGenerator | None = None
     notify: tuple[str, ...] = ()  # the manifest's notifications: URLs, once it is read
     version = ""
+    deployed = False  # the strategy ran to its end: what is left is the promotion unit
     bound: list[str | None] = [None, None]  # the model's name and version, once resolved
     try:
         with stage(rec, "plan"):
@@ -186,6 +187,7 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
         run = first if stable_missing(settings, target, service) else STRATEGIES[kind]
         with transaction():
             run(ro)  # canary / blue-green: all traffic on the new version, the old one kept
+            deployed = True
             # the rest of the promotion unit: its record, then the champion (which undoes
             # itself on any failure); a failure here rolls the traffic back (the hooks)
             audit_task(settings, "deploy.promote", rec.release,
@@ -208,13 +210,15 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
             log.warning("%s", note)
     except RolledBack as exc:
         rec.outcome, rec.reason = "rolled_back", str(exc)
-        if _settle(rec, settings, target, service, bound) == "new":
-            _completed_despite(rec, exc)
+        _settle(rec, settings, target, service, bound)
     except Exception as exc:
-        if _settle(rec, settings, target, service, bound) == "new":
+        serving = _settle(rec, settings, target, service, bound)
+        if deployed and serving == "new":  # failed in the promotion unit, past any way back
             _completed_despite(rec, exc)
         else:
             rec.outcome, rec.reason = "failed", f"{type(exc).__name__}: {exc}"
+            if serving == "new":  # a rolling or first deploy that failed its own checks
+                rec.reason += "; the new version serves (a rolling update has no way back)"
             log.error("release %s of %s failed: %s", rec.release or "(none)", service,
                       rec.reason)
             _end(rec, settings, releases, service, load, notify)
@@ -242,8 +246,9 @@ def _settle(rec: ReleaseRecord, settings: settings_mod.Settings, target: str, se
 
 
 def _completed_despite(rec: ReleaseRecord, exc: BaseException) -> None:
-    """The new version serves (and the champion follows it): the release completed despite
-    ``exc`` — never a run that says FAILED (or rolled back) while the new version serves."""
+    """The strategy had finished and the new version serves (the champion follows it): the
+    release completed despite ``exc`` — never a run that says FAILED while the new version it
+    promoted serves."""
     rec.notes.append(f"completed despite {type(exc).__name__}: {exc}"[:500])
     rec.outcome = "promoted"
     rec.reason = f"{rec.service} {rec.git_sha[:12]} is stable (after {type(exc).__name__})"
