@@ -100,6 +100,8 @@ class _SequentialMetric(_Strict):
 
 class _Sequential(_Strict):
     alpha: float = Field(default=0.01, gt=0, lt=1)
+    # a pause's monitors start this long after it begins (a fresh replica's first seconds)
+    pause_warmup_seconds: float = Field(default=0.0, ge=0)
     metrics: list[_SequentialMetric] = Field(min_length=1)
 
 
@@ -161,6 +163,7 @@ class CanaryTemplate:
     variables: Mapping[str, str] = field(default_factory=dict)
     source: str = "template"
     sequential: tuple[SequentialMetric, ...] = ()  # off unless the template has `sequential:`
+    sequential_pause_warmup_s: float = 0.0
 
     def labels(self, target: str) -> Mapping[str, str]:
         return self.canary_labels if target == "canary" else self.baseline_labels
@@ -370,6 +373,7 @@ def parse(data: Any, where: str = "canary template") -> CanaryTemplate:
         variables=dict(raw.variables),
         source=where,
         sequential=_sequential(where, raw),
+        sequential_pause_warmup_s=raw.sequential.pause_warmup_seconds if raw.sequential else 0.0,
     )
 
 

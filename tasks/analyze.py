@@ -377,12 +377,17 @@ class PauseWatch:
         self.provider, self.step, self.weight, self.clock = provider, step, weight, clock
         self.names = tuple(templates)
         self.watches = [w for t in templates.values() for w in _watches(provider, t, variables)]
+        #: the longest of the templates' pause_warmup_seconds: the looks start after it
+        self.warmup_s = max((t.sequential_pause_warmup_s for t in templates.values()),
+                            default=0.0)
         self.began_wall = datetime.now(UTC)
         self.began = clock()
 
     def look(self) -> StepAnalysis | None:
         """Feed every monitor once; the pause's FAIL record when a critical one rejected."""
         seconds = self.clock() - self.began
+        if seconds < self.warmup_s:
+            return None  # a fresh replica's first seconds are not the version's latency
         for watch in self.watches:
             if isinstance(self.provider, SeriesProvider):
                 watch.look(self.provider, seconds)

@@ -249,3 +249,14 @@ def test_no_watch_without_canary_traffic_or_without_a_sequential_section(
     assert pause_watch({"b": str(without)}, settings, "web", 2, 20) is None
     watch = pause_watch({"a": str(with_seq), "b": str(without)}, settings, "web", 2, 20)
     assert watch is not None and watch.names == ("a",)
+
+
+def test_a_pause_warmup_keeps_a_fresh_replicas_first_seconds_out() -> None:
+    platform = Platform(Clock(), canary_errors_every=1)
+    _, failed = pause(platform, template(pause_warmup_seconds=4))
+    assert failed is not None
+    errors = failed.sequential[0]
+    assert errors.history[0][0] == 4.0  # the first look is 4 s into the pause
+    assert errors.crossed_at is not None and errors.crossed_at > 4
+    assert errors.result is not None and errors.result.counts["canary_exposure"] == \
+        4 * (errors.crossed_at - 4)  # counted from the first look on
