@@ -28,13 +28,15 @@ log() { printf '[install] %s\n' "$*"; }
 # (seconds, packages collected so far), and on failure its errors and the log's last lines.
 pip_quiet() {
   local logfile=$1; shift
-  local began=$SECONDS rc=0
+  local began=$SECONDS rc=0 from
+  from=$(($(wc -l <"$logfile" 2>/dev/null || echo 0) + 1))
   "$@" >>"$logfile" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then
-      log "  … $((SECONDS - began)) s, $(grep -c '^Collecting ' "$logfile" || true) packages collected"
+      log "  … $((SECONDS - began)) s, $(tail -n "+$from" "$logfile" | grep -c '^Collecting ' \
+        || true) packages collected"
     fi
   done
   wait "$pid" || rc=$?
@@ -52,6 +54,7 @@ if [ "${1:-}" = "--freeze" ]; then
   fresh=$(mktemp -d /tmp/suite-freeze.XXXXXX)
   trap 'rm -rf "$fresh"' EXIT
   log "resolving pyproject.toml in a fresh venv ($fresh); pip's output: $fresh/pip.log"
+  : > "$fresh/pip.log"
   "${PYTHON:-python3}" -m venv "$fresh/venv"
   pip_quiet "$fresh/pip.log" "$fresh/venv/bin/pip" install --progress-bar off --upgrade pip setuptools wheel
   pip_quiet "$fresh/pip.log" "$fresh/venv/bin/pip" install --progress-bar off "$TORCH"
@@ -130,7 +133,9 @@ differ=$(drift)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -z "$differ" ]; then
   log "python packages up to date ($(grep -vc '^#' constraints.txt) as pinned in constraints.txt)"
 else
-  [ -z "$differ" ] || log "installed versions against constraints.txt: $differ"
+  if [ -f "$stamp" ] && [ -n "$differ" ]; then
+    log "installed versions against constraints.txt: $differ"
+  fi
   piplog=.venv/install.log
   : > "$piplog"
   pip=(.venv/bin/pip install --progress-bar off --disable-pip-version-check -c constraints.txt)
