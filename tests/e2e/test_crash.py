@@ -38,7 +38,8 @@ from tests.conftest import REPO, prefect_api
 from tests.e2e.conftest import release
 from tests.e2e.test_services import commit, team_repo
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+#: a test here waits for a whole release (build, scan, test) before its crash
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(1800)]
 SERVICE = "crashy"
 HOST = f"{SERVICE}.localhost"
 STEPS = """strategy:
