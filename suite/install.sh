@@ -35,8 +35,13 @@ pip_quiet() {
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then
-      log "  … $((SECONDS - began)) s, $(tail -n "+$from" "$logfile" | grep -c '^Collecting ' \
-        || true) packages collected"
+      local collected state
+      collected=$(tail -n "+$from" "$logfile" | grep -c '^Collecting ' || true)
+      state="$collected packages collected"
+      if tail -n "+$from" "$logfile" | grep -q '^Installing collected packages'; then
+        state="installing the $collected packages"
+      fi
+      log "  … $((SECONDS - began)) s, $state"
     fi
   done
   wait "$pid" || rc=$?
