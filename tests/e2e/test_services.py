@@ -126,6 +126,56 @@ def test_a_second_release_of_one_service_waits_for_the_first(
     assert "AwaitingReleaseSlot" in names, names
 
 
+def test_a_stable_replica_killed_during_analysis_is_healed(
+        release_platform: Settings, hello: tuple[Path, str]) -> None:
+    """A stable replica of hello is killed (SIGKILL of its container) while a canary is being
+    analysed: stable is healed (the replica replaced, the route updated, deploy.heal audited),
+    the step judges again from the heal on, the canary is promoted, and HAProxy's retries lose
+    no request."""
+    import time
+
+    from suite import audit, engine
+    from tasks.control import Releases
+
+    target = LocalTarget(release_platform)
+    if target.state("hello").stable is None:  # run alone: hello's first release
+        assert release(service="hello")["outcome"] == "promoted"
+    before = target.state("hello")
+    assert before.stable is not None
+    victim = before.stable.instances[0].container
+    seen = len(audit.trail(release_platform).records())
+    thread, box = in_thread(lambda: release(service="hello", synthetic_load_rps=20))
+    releases, deadline = Releases(release_platform), time.monotonic() + 600
+    while True:  # the canary's first analysis step has begun
+        active = releases.active("hello")
+        if active is not None and active.release != before.stable.workload.release and \
+                active.phase != "ended" and active.step.endswith("analysis"):
+            break
+        assert thread.is_alive() and time.monotonic() < deadline, (box, active)
+        time.sleep(0.5)
+    engine.client(release_platform).containers.get(victim).kill()
+    thread.join(900)
+    assert "error" not in box, box
+    out = box["result"]
+    assert out["outcome"] == "promoted", out["reason"]
+    assert out["load_failed"] == 0, out
+    records = audit.trail(release_platform).records()[seen:]
+    heals = [r for r in records if r.action == "deploy.heal"]
+    assert heals and heals[0].subject.startswith(out["release"]), [r.action for r in records]
+    assert "deploy.promote" in [r.action for r in records]
+    report = next(str(a["data"]) for a in prefect_api(
+        release_platform.prefect_api_url, "POST", "/artifacts/filter", json={
+            "artifacts": {"key": {"any_": ["release-report"]}}, "sort": "CREATED_DESC",
+            "limit": 20}).json() if str(a.get("description", "")).startswith(
+        f"release {out['release']}:"))
+    healed = report.split("## Stable healed during the analysis", 1)
+    assert len(healed) == 2 and victim in healed[1], report[-1500:]
+    assert "stable healed (" in report  # the step's reason: judged after the heal
+    after = target.state("hello")
+    assert after.stable is not None and after.stable.workload.release == out["release"]
+    assert target.problems("hello") == [] and after.previous is None
+
+
 def test_a_bad_manifest_is_refused_naming_the_key(release_platform: Settings,
                                                   tmp_path: Path) -> None:
     work, url = team_repo(tmp_path, "broken", REPO / "examples" / "hello")
