@@ -3,14 +3,21 @@ released on the local target with real containers, HAProxy, Prometheus, MLflow a
 
 The module onboards ``examples/hello`` from a git URL (a bare repository of its own) and the
 model server from this repository, releases both, rolls back a bad canary of each at the same
-time, and removes a service while the other one serves."""
+time (the rolled-back release's report carries its charts and the team's notification endpoint
+receives the notices), and removes a service while the other one serves."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,6 +80,36 @@ def model_server(release_platform: Settings) -> Iterator[str]:
     out = release(service="model-server", git_sha=_head(), synthetic_load_rps=10)
     assert out["outcome"] == "promoted", out
     yield "model-server"
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A team's chat webhook on loopback: the URL to put in `notifications:` and what it got."""
+    got: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/team-hello", got
+    server.shutdown()
+
+
+def release_report(settings: Settings, release_id: str) -> str:
+    """The markdown of the `release-report` artifact of one release (its description names it)."""
+    found = prefect_api(settings.prefect_api_url, "POST", "/artifacts/filter", json={
+        "artifacts": {"key": {"any_": ["release-report"]}}, "sort": "CREATED_DESC",
+        "limit": 20}).json()
+    mine = [a for a in found if str(a.get("description", "")).startswith(f"release {release_id}:")]
+    assert len(mine) == 1, [a.get("description") for a in found]
+    return str(mine[0]["data"])
 
 
 def _head() -> str:
@@ -188,14 +225,34 @@ def test_a_bad_manifest_is_refused_naming_the_key(release_platform: Settings,
         release(service="broken")
 
 
+def test_model_server_replicas_run_with_the_manifests_limits(
+        release_platform: Settings, model_server: str) -> None:
+    """suite.yaml's resources (512Mi, 1 CPU, 256 pids) are the containers' cgroup limits."""
+    from suite import engine
+
+    containers = engine.client(release_platform).containers.list(
+        filters={"label": "suite.service=model-server"})
+    assert containers
+    for container in containers:
+        host = container.attrs["HostConfig"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (
+            512 * 1024**2, 10**9, 256), container.name
+        assert host["MemorySwap"] == host["Memory"]  # no swap beyond the limit
+
+
 def test_two_bad_canaries_at_once_each_rolled_back(
-        release_platform: Settings, hello: tuple[Path, str], model_server: str) -> None:
+        release_platform: Settings, hello: tuple[Path, str], model_server: str,
+        receiver: tuple[str, list[dict[str, Any]]]) -> None:
     """hello's new commit answers 500 to a third of its requests; the model server's new
-    version is 40 ms slower: both are caught by their own analysis, both stable keep serving."""
+    version is 40 ms slower: both are caught by their own analysis, both stable keep serving.
+    The same commit names a notification endpoint: it gets hello's start and rollback notices,
+    and the rolled-back release's report embeds its charts."""
     work, _ = hello
     manifest = work / "suite.yaml"
     bad = "HELLO_GREETING: hello, HELLO_ERROR_RATIO: '0.3'"
-    manifest.write_text(manifest.read_text().replace("HELLO_GREETING: hello", bad))
+    url, notices = receiver
+    text = manifest.read_text().replace("HELLO_GREETING: hello", bad).rstrip("\n")
+    manifest.write_text(f"{text}\nnotifications: [{url}]\n")
     commit(work, "a bad commit")
     rows = default_rows(8)
     load = LoadGenerator(f"{release_platform.url('haproxy')}/predict", 10, 600, rows,
@@ -215,6 +272,22 @@ def test_two_bad_canaries_at_once_each_rolled_back(
     assert get(release_platform, "hello.localhost").status_code == 200
     for service in ("hello", "model-server"):
         assert LocalTarget(release_platform).state(service).canary is None
+
+    rolled = box_hello["result"]
+    events = [n["event"] for n in notices]  # (a MARGINAL step would add waiting_approval)
+    assert events[0] == "started" and events[-1] == "rolled_back", notices
+    assert {n["release"] for n in notices} == {rolled["release"]}, notices
+    notice = notices[-1]
+    assert notice["service"] == "hello" and notice["outcome"] == "rolled_back"
+    assert notice["reason"] == rolled["reason"][:500] and notice["reason"]
+    assert notice["run_url"].startswith(f"{release_platform.url('prefect')}/runs/flow-run/")
+    report = release_report(release_platform, rolled["release"])
+    assert report.startswith(f"# Release {rolled['release']} — ROLLED_BACK")
+    charts = re.findall(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", report)
+    titles = [title for title, _ in charts]
+    assert "weight and verdict of each step" in titles, titles
+    assert any(t.startswith("step ") and "canary against stable" in t for t in titles), titles
+    assert all(base64.b64decode(png).startswith(b"\x89PNG\r\n") for _, png in charts)
 
 
 def test_removing_a_service_drops_no_request_of_another(
