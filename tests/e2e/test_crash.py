@@ -7,7 +7,8 @@ One service, ``crashy`` (``examples/hello`` under another name), with a lean str
 the canary, then an indefinite pause, so every crash hits a canary that serves half of the
 traffic. Releases run on the platform's workers (the deployment), as in production: the test
 kills their processes, never its own. The worker-kill case waits for Prefect's zombie detection
-(no heartbeat for 200 s) and is marked slow.
+(no heartbeat for 200 s), and the two that stop or kill the whole platform restart it: those
+three are marked slow (`pytest -m slow tests/e2e/test_crash.py`).
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def suite_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=900, check=False)
 
 
+@pytest.mark.slow  # restarts the whole platform: minutes on 2 cores
 def test_suite_down_mid_release_refuses_then_abort_releases_rolls_back(
         release_platform: Settings, crashy: Path) -> None:
     settings, stable = release_platform, stable_version(release_platform)
@@ -261,6 +263,7 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+@pytest.mark.slow  # restarts the whole platform: minutes on 2 cores
 def test_kill_9_of_every_platform_process_then_suite_up(release_platform: Settings,
                                                         crashy: Path) -> None:
     """The canary takes no traffic when HAProxy comes back, and `suite up` rolls it back."""
