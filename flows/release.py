@@ -143,12 +143,13 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
         kind = StrategyKind(strategy) if strategy else spec.strategy.kind
         rec.strategy, rec.git_sha = kind.value, plan.git_sha
         rec.release = new_release_id(plan.git_sha)
-        releases.start(Active(service, rec.release, str(flow_run.get_id() or ""), kind.value,
-                              datetime.now(UTC).isoformat(timespec="seconds")))
+        # no record, no release: nothing is written or changed before release.start is signed
         audit_task(settings, "release.start", start_subject(rec.release, service, triggered_by),
                    {"service": service, "git_sha": plan.git_sha, "strategy": kind.value,
                     "target": target, "manifest": spec.digest,
                     "run": str(flow_run.get_id()), "triggered_by": triggered_by})
+        releases.start(Active(service, rec.release, str(flow_run.get_id() or ""), kind.value,
+                              datetime.now(UTC).isoformat(timespec="seconds")))
         notify_task(settings, notify, Event.STARTED, service, rec.release, "running",
                     f"{plan.git_sha[:12]} by {kind.value} (triggered by {triggered_by})")
 
