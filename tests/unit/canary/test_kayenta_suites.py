@@ -29,7 +29,8 @@ from tasks.canary.preprocess import clean, outlier_bounds
 
 P, H, L, ND = (Classification.PASS, Classification.HIGH, Classification.LOW,
                Classification.NODATA)
-KAYENTA: dict[str, Any] = {"tolerance": 0.10, "confidence": 0.95}  # what its ClassifierSuite's classifiers use
+#: what the classifiers of Kayenta's ClassifierSuite use
+KAYENTA: dict[str, Any] = {"tolerance": 0.10, "confidence": 0.95}
 
 _RNG = np.random.default_rng(2017)
 NEAR_10 = _RNG.normal(10.0, 1.8, 30)
