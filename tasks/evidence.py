@@ -20,7 +20,7 @@ import hvac
 
 from suite import engine as engine_mod
 from suite.errors import ProviderError
-from suite.platform.files import atomic_write
+from suite.platform.files import atomic_write, exclusive
 from suite.settings import Settings
 from tasks import evidence_oci
 from tasks import provenance as prov
@@ -116,6 +116,15 @@ def write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client) 
     """SBOM (Trivy, from the pushed digest) + signed provenance, stored by digest."""
     directory = evidence_dir(settings, result.image.digest)
     directory.mkdir(parents=True, exist_ok=True)
+    # two releases can build the same digest at once (identical sources, two services): their
+    # SBOM, provenance and index writes take turns, so neither reads the other's half-written
+    # SBOM and the provenance names the SBOM that is on disk
+    with exclusive(directory / ".lock"):
+        return _write_evidence(settings, result, vault, directory)
+
+
+def _write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client,
+                    directory: Path) -> Evidence:
     sbom = run_sbom(trivy_config(settings), result.image.pinned, directory / SBOM)
     try:
         components = len(json.loads(sbom.read_text()).get("components") or [])
@@ -128,9 +137,10 @@ def write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client) 
                                    path.read_bytes())
         for kind, path in (("att", directory / PROVENANCE), ("sbom", sbom))
     )
-    index = read_index(settings)
-    index[result.image.ref] = result.image.digest
-    atomic_write(_index_path(settings), json.dumps(index, indent=2, sort_keys=True))
+    with exclusive(evidence_root(settings) / ".index.lock"):  # no lost update of the index
+        index = read_index(settings)
+        index[result.image.ref] = result.image.digest
+        atomic_write(_index_path(settings), json.dumps(index, indent=2, sort_keys=True))
     return Evidence(directory, sbom, directory / PROVENANCE, components, tags)
 
 

@@ -5,9 +5,12 @@ space, used by every writer of state (target state, audit trail, webhook replay 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from suite.errors import StorageError
@@ -79,3 +82,20 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         if isinstance(exc, OSError) and not isinstance(exc, StorageError):
             raise storage_error(path, exc) from exc
         raise
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an advisory lock on the file ``lock`` (created if missing): writers of the same files
+    in other processes (two releases on two workers) take turns instead of interleaving."""
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a")  # closed below, after the lock is released
+    except OSError as exc:
+        raise storage_error(lock, exc, "locking") from exc
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()

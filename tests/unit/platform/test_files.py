@@ -39,3 +39,33 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_names_path_and_free_space(
 
 def test_free_space_reads_the_nearest_existing_parent(tmp_path: Path):
     assert "free of" in files.free_space(tmp_path / "not" / "yet" / "there")
+
+
+def test_exclusive_makes_a_second_process_wait_until_the_first_releases(tmp_path: Path) -> None:
+    """Two writers of one evidence directory (two services built to the same digest) take
+    turns: a process that wants the lock gets it only once the holder has let go."""
+    import select
+    import subprocess
+    import sys
+
+    lock = tmp_path / "evidence" / ".lock"
+    waiter = [sys.executable, "-c",
+              "import sys; from pathlib import Path; from suite.platform.files import exclusive\n"
+              "print('trying', flush=True)\n"
+              "with exclusive(Path(sys.argv[1])):\n    print('got it', flush=True)", str(lock)]
+    with files.exclusive(lock):
+        proc = subprocess.Popen(waiter, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "trying"  # imported, about to ask for it
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        assert not ready, "the second process got the lock while the first held it"
+    assert proc.stdout.readline().strip() == "got it"
+    assert proc.wait(timeout=60) == 0
+
+
+def test_exclusive_names_the_path_when_its_folder_cannot_be_made(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StorageError, match=str(blocker)):
+        with files.exclusive(blocker / "sub" / ".lock"):
+            pass
