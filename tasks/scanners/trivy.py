@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from suite.errors import ProviderError
+from suite.platform.files import exclusive
 from tasks.scanners.base import (
     DbStatus,
     Finding,
@@ -56,6 +57,18 @@ class TrivyConfig:
     skip_dirs: tuple[str, ...] = SKIP_DIRS
     #: where a scan of a target keeps Trivy's raw JSON and its SARIF (None: nothing kept)
     keep_dir: Callable[[ScanTarget], Path] | None = None
+
+
+def run_locked(cache_dir: Path, argv: list[str], timeout_s: float
+               ) -> subprocess.CompletedProcess[str]:
+    """Run trivy on ``cache_dir`` with no other trivy of ours on it: trivy holds its cache
+    database's file lock for a whole run and gives up on a held one after a few seconds
+    ("cache may be in use by another process: timeout"), so two releases scanning at once
+    (two workers) would fail each other's scan gate. They take turns instead; a hung trivy is
+    ended by ``timeout_s``."""
+    with exclusive(cache_dir / ".suite-trivy.lock"):
+        return subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=timeout_s)
 
 
 class TrivyScanner:
@@ -102,10 +115,8 @@ class TrivyScanner:
         with tempfile.TemporaryDirectory(prefix="trivy-") as tmp:
             out = Path(tmp) / "report.json"
             try:
-                proc = subprocess.run(
-                    self.argv(target, out), capture_output=True, text=True, check=False,
-                    timeout=self.config.timeout_s + 30,
-                )
+                proc = run_locked(self.config.cache_dir, self.argv(target, out),
+                                  self.config.timeout_s + 30)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 return self._failed(target, kinds, status, f"trivy could not run: {exc}")
             if proc.returncode != 0 or not out.exists():
@@ -207,8 +218,7 @@ def run_sbom(
         argv += ["--image-src", "docker", "--docker-host", config.docker_host]
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.run([*argv, image_ref], capture_output=True, text=True, check=False,
-                              timeout=timeout_s)
+        proc = run_locked(config.cache_dir, [*argv, image_ref], timeout_s)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ProviderError(f"trivy SBOM of {image_ref} could not run: {exc}") from exc
     if proc.returncode != 0 or not output.exists():

@@ -115,3 +115,26 @@ def test_registry_builds_trivy_with_home_cache(tmp_path: Path) -> None:
     assert isinstance(scanner, TrivyScanner)
     assert scanner.config.cache_dir == tmp_path / "trivy"
     assert scanner.config.insecure_registries == ("127.0.0.1:5000",)
+
+
+def test_two_trivy_runs_on_one_cache_take_turns(tmp_path: Path) -> None:
+    """Two releases scanning at once must not meet on trivy's cache lock (trivy gives up on a
+    held one after seconds): run_locked lets one finish before the other starts."""
+    import sys
+    import threading
+
+    from tasks.scanners.trivy import run_locked
+
+    trace = tmp_path / "trace"
+    child = [sys.executable, "-c",
+             "import sys, time\n"
+             "open(sys.argv[1], 'a').write('s')\n"
+             "time.sleep(0.3)  # a run that holds the cache for a while\n"
+             "open(sys.argv[1], 'a').write('e')", str(trace)]
+    runs = [threading.Thread(target=run_locked, args=(tmp_path / "cache", child, 60))
+            for _ in range(3)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(120)
+    assert trace.read_text() == "se" * 3
