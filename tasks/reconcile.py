@@ -19,10 +19,9 @@ never a process's memory.
 
 from __future__ import annotations
 
-import fcntl
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from suite import audit, prefect_http
 from suite.errors import SuiteError
+from suite.platform.files import exclusive
 from suite.settings import Settings
 from tasks.control import Releases, process_started
 from tasks.targets.base import Deployment, Role, Workload
@@ -137,17 +137,9 @@ def free_release_slot(settings: Settings, service: str) -> None:
         pass
 
 
-@contextmanager
-def service_lock(settings: Settings, service: str) -> Iterator[None]:
+def service_lock(settings: Settings, service: str) -> AbstractContextManager[None]:
     """One reconciler per service at a time (hook, automation, `suite up`, next release)."""
-    path = settings.dir("releases", "locks", f"{service}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive(settings.dir("releases", "locks", f"{service}.lock"))
 
 
 def _heal_stable(target: Target, service: str) -> None:
