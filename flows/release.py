@@ -177,6 +177,9 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                 model = fetch_model(settings, spec.model.name, version)
                 rec.model = f"{spec.model.name} v{version}"
                 rec.champion_before = current_champion(settings, spec.model.name)
+                # the intent knows the champion to give back if the run dies mid-promotion
+                releases.update(service, model=spec.model.name, model_version=version,
+                                champion_before=rec.champion_before)
             wl = bind_model(wl, spec.model, model)
 
         ro = Rollout(rec, settings, target, spec, wl, plan.templates,

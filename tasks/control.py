@@ -24,6 +24,9 @@ from suite.platform.files import atomic_write
 from suite.settings import Settings
 from tasks.targets.state import FileStore, Intent
 
+#: the fields of :class:`Active` that its :class:`Intent` carries too
+INTENDED = frozenset({"phase", "model", "model_version", "champion_before"})
+
 
 class Command(StrEnum):
     PROMOTE = "promote"  # end an indefinite pause, or skip the remaining steps
@@ -45,6 +48,9 @@ class Active:
     reason: str = ""
     pid: int = 0  # the flow-run process (filled in by Releases.start)
     pid_started: float = 0.0
+    model: str = ""  # the model whose champion the release moves (see Intent)
+    model_version: str = ""
+    champion_before: str | None = None
 
 
 def process_started(pid: int) -> float:
@@ -105,7 +111,8 @@ class Releases:
                 store.save(replace(state, release=replace(state.release, phase="ended")))
             return
         intent = Intent(active.release, active.flow_run_id, active.strategy, active.started,
-                        active.phase, active.pid, active.pid_started)
+                        active.phase, active.pid, active.pid_started, active.model,
+                        active.model_version, active.champion_before)
         if state.release != intent:
             store.save(replace(state, release=intent))
 
@@ -123,7 +130,7 @@ class Releases:
         if current is not None:
             updated = replace(current, **changes)  # type: ignore[arg-type]
             atomic_write(self._active_path(service), json.dumps(asdict(updated), indent=2))
-            if "phase" in changes:
+            if INTENDED.intersection(changes):
                 self._intend(updated)
 
     def send(self, service: str, command: Command, actor: str, reason: str) -> Active:

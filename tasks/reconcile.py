@@ -5,7 +5,9 @@ clears it when it ends. An intent whose run is gone — the flow-run process was
 worker died, the run was cancelled, the platform went down — is an unfinished release: the
 canary (or preview) was never judged. :func:`reconcile` rolls it back with the controller's own
 transitions (canary/preview removed, 100 % stable, route file and HAProxy in agreement, stable
-replicas that are gone started again), ends the ``Active`` record with outcome ``rolled_back``,
+replicas that are gone started again), gives the model's ``champion`` alias back when the run
+died after moving it (the intent records the champion before the release), ends the ``Active``
+record with outcome ``rolled_back``,
 marks the run Crashed in Prefect if it still looks alive there, and appends one audit record
 ``release.reconciled`` naming the run and why. It runs from (a) the release flow's
 ``on_crashed`` / ``on_cancellation`` hooks and the ``release-crashed-rollback`` automation
@@ -61,10 +63,13 @@ class Reconciled:
     why: str
     outcome: str  # rolled_back | promoted (the new version was already all of stable)
     stable: str  # the version serving now
+    champion: str = ""  # what was done to the model's champion alias ("": nothing)
 
     def line(self) -> str:
+        moved = f"; {self.champion}" if self.champion else ""
         return (f"{self.service}: release {self.release} (run {self.flow_run_id}) "
-                f"{self.outcome.replace('_', ' ')} — {self.why}; stable is {self.stable}")
+                f"{self.outcome.replace('_', ' ')} — {self.why}; stable is {self.stable}"
+                f"{moved}")
 
 
 #: reads a flow run's state: run id -> (type, name), or None when Prefect cannot say
@@ -137,6 +142,52 @@ def free_release_slot(settings: Settings, service: str) -> None:
         pass
 
 
+#: makes the release's ``champion`` agree with what serves: (intent, the release's version
+#: serves) -> what it did ("" when the champion already agreed)
+ChampionFix = Callable[[Intent, bool], str]
+
+
+def champion_follows(settings: Settings) -> ChampionFix:
+    """The champion follows what serves, as :func:`tasks.release.settle` does in the run: a
+    release that was rolled back has its move undone (``champion`` back to the version the
+    intent recorded), one finished forward has its version made champion."""
+
+    def fix(intent: Intent, new: bool) -> str:
+        from models.registry import champion
+        from tasks.release import current_champion
+
+        name, version, before = intent.model, intent.model_version, intent.champion_before
+        now = current_champion(settings, name)
+        if new and now != version:
+            champion.promote(settings, name, version, actor=ACTOR,
+                             reason=f"release {intent.release} serves it (reconciled)")
+            return f"champion of {name} v{now} -> v{version}: the new version serves"
+        if new or now != version or version == before:
+            return ""
+        changes = champion.history(settings.mlflow_uri, name)
+        if not changes or changes[-1].to_version != version:
+            return (f"champion of {name} is v{version} but its last move is not this "
+                    f"release's: left as it is (`suite model history {name}`)")
+        champion.undo(settings, name, changes[-1], actor=ACTOR,
+                      reason=f"release {intent.release} was rolled back (reconciled)")
+        return f"champion of {name} v{version} -> v{before}: the release's move is undone"
+
+    return fix
+
+
+def _champion(fix: ChampionFix, intent: Intent, new: bool) -> tuple[str, bool]:
+    """(what was done, whether the champion agrees now); a failure keeps the intent so that
+    the next reconciliation (``suite up``, the next release) tries again."""
+    if not intent.model or not intent.model_version:
+        return "", True
+    try:
+        return fix(intent, new), True
+    except Exception as exc:  # the traffic is rolled back; the champion is retried later
+        return (f"the champion of {intent.model} could not be made to agree "
+                f"({type(exc).__name__}: {exc}); the next `suite up` or release of the "
+                f"service tries again")[:500], False
+
+
 def service_lock(settings: Settings, service: str) -> AbstractContextManager[None]:
     """One reconciler per service at a time (hook, automation, `suite up`, next release)."""
     return exclusive(settings.dir("releases", "locks", f"{service}.lock"))
@@ -153,7 +204,8 @@ def _heal_stable(target: Target, service: str) -> None:
 def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
               target: Target | None = None, read_run: RunReader | None = None,
               alive: Callable[[Intent], bool | None] = process_alive,
-              free_slot: bool = True, check_process: bool = False) -> Reconciled | None:
+              free_slot: bool = True, check_process: bool = False,
+              champion: ChampionFix | None = None) -> Reconciled | None:
     """Return ``service`` to a consistent state if a release of it is unfinished.
 
     ``dead_run``: the caller knows this run ended (a hook or the automation): it is reconciled
@@ -161,7 +213,8 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
     ``free_slot``: also free the dead run's release slot (not when the caller is the next
     release, which holds it). ``check_process``: even with ``dead_run``, leave a release whose
     flow-run process still runs (the automation: Prefect's Crashed may come from a heartbeat
-    that was only late). None when there was nothing to do.
+    that was only late). ``champion``: how the release's champion move is made to agree
+    with what serves (default :func:`champion_follows`). None when there was nothing to do.
     """
     releases = Releases(settings)
     with service_lock(settings, service):
@@ -193,23 +246,29 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
             target.reconcile(before.stable.workload, Role.STABLE)
         _heal_stable(target, service)
         after = store.load(service)
-        if after.release is not None:
-            store.save(replace(after, release=None))
+        new = after.stable is not None and after.stable.workload.release == intent.release
+        moved, agrees = _champion(champion or champion_follows(settings), intent, new)
         active = releases.active(service)
         if active is not None and active.release == intent.release and active.phase != "ended":
             releases.update(service, phase="ended", outcome=outcome, reason=why[:500])
+        after = store.load(service)
+        if agrees and after.release is not None:
+            store.save(replace(after, release=None))
+        elif not agrees:  # unfinished until its champion agrees too
+            store.save(replace(after, release=replace(intent, phase="ended")))
         if read_run is None:  # a real platform (not a unit test's fakes)
             if not dead_run:  # a hook's run ends Crashed/Cancelled by itself
                 mark_crashed(settings, intent.flow_run_id, why)
             if free_slot:
                 free_release_slot(settings, service)
         stable = after.stable.workload.version if after.stable else "(none)"
-        done = Reconciled(service, intent.release, intent.flow_run_id, why, outcome, stable)
+        done = Reconciled(service, intent.release, intent.flow_run_id, why, outcome, stable,
+                          moved)
         audit.append(settings, actor=ACTOR, action="release.reconciled",
                      subject=f"{intent.release} run {intent.flow_run_id}",
                      inputs={"service": service, "why": why, "strategy": intent.strategy,
                              "phase": intent.phase, "stable": stable,
-                             "started": intent.started},
+                             "started": intent.started, "champion": moved},
                      outcome=outcome)
         return done
 

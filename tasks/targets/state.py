@@ -39,6 +39,9 @@ class Intent:
     phase: str = "running"
     pid: int = 0  # the flow-run process (0: unknown)
     pid_started: float = 0.0  # its start time (psutil), so a reused pid is not taken for it
+    model: str = ""  # the service's model, when the release moves its ``champion`` alias
+    model_version: str = ""  # the version the release makes champion
+    champion_before: str | None = None  # the champion when the release began (None: none)
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,86 @@ def test_the_automation_leaves_a_run_whose_process_still_works(settings, ctl, au
     assert rec.reconcile(settings, "web", "zombie?", dead_run="run-2", target=controller,
                          alive=lambda i: True, check_process=True) is None
     assert controller.state("web").canary_weight == 50 and not audited
+
+
+class FakeChampion:
+    """The champion alias of one model: the moves the reconciler asks for."""
+
+    def __init__(self, now: str | None, fails: bool = False) -> None:
+        self.now, self.fails, self.calls = now, fails, 0
+
+    def __call__(self, intent: Intent, new: bool) -> str:
+        self.calls += 1
+        if self.fails:
+            raise OSError("MLflow is down")
+        if not new and self.now == intent.model_version != intent.champion_before:
+            self.now = intent.champion_before
+            return f"champion v{intent.model_version} -> v{intent.champion_before}"
+        return ""
+
+
+def _with_model(settings: Settings, version: str = "3", before: str | None = "2") -> None:
+    Releases(settings).update("web", model="digits", model_version=version,
+                              champion_before=before)
+
+
+def test_the_intent_records_the_champion_before_the_release(settings, ctl) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    _with_model(settings)
+    intent = controller.state("web").release
+    assert intent is not None
+    assert (intent.model, intent.model_version, intent.champion_before) == ("digits", "3", "2")
+
+
+def test_a_crash_after_the_champion_moved_gives_it_back(settings, ctl, audited) -> None:
+    """The run died inside the promotion unit: champion already v3, traffic not finalized."""
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    _with_model(settings)
+    controller.promote("web")  # traffic moved, the old stable kept: not finalized
+    champion = FakeChampion("3")
+    done = rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller,
+                         champion=champion)
+    assert done is not None and done.outcome == "rolled_back" and done.stable == "aaaa-000"
+    assert champion.now == "2" and done.champion == "champion v3 -> v2"
+    assert audited[-1]["action"] == "release.reconciled"
+    assert audited[-1]["inputs"]["champion"] == "champion v3 -> v2"
+    assert controller.state("web").release is None
+
+
+def test_a_champion_that_was_not_moved_is_left_alone(settings, ctl, audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    _with_model(settings)
+    champion = FakeChampion("2")
+    done = rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller,
+                         champion=champion)
+    assert done is not None and champion.now == "2" and done.champion == ""
+
+
+def test_a_champion_that_cannot_be_given_back_keeps_the_intent_for_the_next_try(
+        settings, ctl, audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    _with_model(settings)
+    done = rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller,
+                         champion=FakeChampion("3", fails=True))
+    assert done is not None and "MLflow is down" in done.champion
+    state = controller.state("web")
+    assert state.canary is None and state.release is not None  # traffic back, champion next
+    champion = FakeChampion("3")
+    again = rec.reconcile(settings, "web", "suite up", target=controller, champion=champion,
+                          read_run=lambda run: ("CRASHED", "Crashed"), alive=lambda i: False)
+    assert again is not None and champion.now == "2"
+    assert controller.state("web").release is None
+    assert [r["action"] for r in audited] == ["release.reconciled"] * 2
+
+
+def test_a_release_without_a_model_never_touches_a_champion(settings, ctl, audited) -> None:
+    controller, _, _ = ctl
+    _canary_at_50(settings, controller)
+    champion = FakeChampion("3")
+    rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller,
+                  champion=champion)
+    assert champion.calls == 0
