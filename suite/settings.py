@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,23 @@ DEFAULT_RATE_LIMIT = 1000
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 #: where the debootstrap rootfs of the base image is kept across homes and test runs
 DEFAULT_IMAGE_CACHE = Path("/var/cache/ultimate-suite")
+
+#: what a platform child (service, worker, flow run) inherits from the operator's environment,
+#: by exact name: the locale, time zone and terminal, the user's home and search path, and the
+#: proxy and CA-bundle settings the machine's egress needs. Nothing else (no VAULT_TOKEN, no
+#: AWS_*, no cloud keys): a child gets what it needs explicitly, and ``SUITE_PASS_ENV`` names more
+CHILD_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
+    "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV",
+    "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+    "GIT_SSL_CAINFO", "PIP_FIND_LINKS", "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK",
+})
+#: ...and by prefix: the locale categories and the platform's own coordinates
+CHILD_ENV_PREFIXES = ("LC_", "SUITE_")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _int_env(env: Mapping[str, str], key: str, default: int) -> int:
@@ -84,6 +102,9 @@ class Settings:
     trivy_cache_dir: Path | None = None
     #: per-source request rate limit of HAProxy's release frontend (requests/s; 0 = off)
     rate_limit: int = DEFAULT_RATE_LIMIT
+    #: names of operator variables passed to platform children beyond :data:`CHILD_ENV_NAMES`
+    #: (``SUITE_PASS_ENV=NAME,NAME``): the one way to hand a child more than the allow-list
+    pass_env: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, port in self.ports.items():
@@ -94,6 +115,11 @@ class Settings:
             )
         if self.workers < 0:
             raise ConfigError(f"workers is {self.workers} (expected 0 or more)")
+        for name in self.pass_env:
+            if not _ENV_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"SUITE_PASS_ENV names {name!r}, which is not an environment variable name "
+                    f"(expected comma-separated names such as 'MY_PROXY,MY_FLAG')")
         if self.rate_limit < 0:
             raise ConfigError(f"rate limit is {self.rate_limit} requests/s per source address "
                               f"(expected 0 for none, or more; default {DEFAULT_RATE_LIMIT})")
@@ -155,7 +181,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
     ``SUITE_HOME`` (default ``./.suite``), ``SUITE_<SERVICE>_PORT``, ``SUITE_WORKERS``,
     ``SUITE_DATABASE``, ``SUITE_WORKER_QUERY_SECONDS``, ``DOCKER_HOST``, ``SUITE_IMAGE_CACHE``,
-    ``SUITE_TRIVY_CACHE_DIR``, ``SUITE_RATE_LIMIT``.
+    ``SUITE_TRIVY_CACHE_DIR``, ``SUITE_RATE_LIMIT``, ``SUITE_PASS_ENV``.
     """
     env = os.environ if env is None else env
     home = Path(env.get("SUITE_HOME") or Path.cwd() / ".suite").expanduser().resolve()
@@ -179,17 +205,28 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trivy_cache_dir=_path_env(env, "SUITE_TRIVY_CACHE_DIR"),
         rate_limit=_int_env(env, "SUITE_RATE_LIMIT",
                             int(saved.get("rate_limit", DEFAULT_RATE_LIMIT))),
+        pass_env=tuple(n.strip() for n in (env.get("SUITE_PASS_ENV") or "").split(",")
+                       if n.strip()),
     )
 
 
 def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for platform child processes: the caller's, plus the platform's coordinates."""
-    base = dict(os.environ if env is None else env)
+    """Environment for platform child processes (services, workers and the flow runs they start):
+    an allow-list of the caller's (:data:`CHILD_ENV_NAMES`, :data:`CHILD_ENV_PREFIXES`, the
+    names in ``settings.pass_env``), never a copy of it, plus the platform's coordinates."""
+    source = os.environ if env is None else env
+    wanted = CHILD_ENV_NAMES | set(settings.pass_env)
+    base = {k: v for k, v in source.items()
+            if k in wanted or k.startswith(CHILD_ENV_PREFIXES)}
     base["SUITE_HOME"] = str(settings.home)
     for name, port in settings.ports.items():
         base[f"SUITE_{name.upper()}_PORT"] = str(port)
     base["SUITE_DATABASE"] = settings.database
     base["SUITE_RATE_LIMIT"] = str(settings.rate_limit)
+    if settings.docker_host:
+        base["DOCKER_HOST"] = settings.docker_host
+    if settings.pulumi_backend_url:
+        base["PULUMI_BACKEND_URL"] = settings.pulumi_backend_url
     # where deployments find the flows (prefect.yaml's pull step sets the working directory)
     base.setdefault("SUITE_PROJECT_DIR", str(PROJECT_DIR))
     base.setdefault("PYTHONUNBUFFERED", "1")
