@@ -26,6 +26,8 @@ from suite.platform import manager
 from suite.settings import DEFAULT_PORTS, Settings, child_env
 
 REPO = Path(__file__).resolve().parents[1]
+#: set while the session platform starts (tests/integration/test_child_env.py looks for it)
+OPERATOR_SECRET = ("AWS_SECRET_ACCESS_KEY", "operator-canary-not-for-children")
 
 
 def prefect_api(api: str, method: str, path: str, *, json: object = None,
@@ -118,7 +120,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
     settings = make_settings(tmp_path_factory.mktemp("suite-home"))
     claim(settings.home)
     try:
-        manager.up(settings)
+        # an operator's credential in the environment `suite up` runs in: no child may see it
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(OPERATOR_SECRET[0], OPERATOR_SECRET[1])
+            manager.up(settings)
     except Exception:
         manager.down(settings)
         raise
