@@ -95,6 +95,9 @@ class Bench:
         out["canary_s"] = canary_seconds(list(out["stages"].items()), out["outcome"])
         out["steps"] = [(s.get("kind", "analysis"), s.get("weight"), s.get("verdict"))
                         for s in rec.steps]
+        out["warmup"] = next((s.detail for s in rec.stages if s.name == "warm-up canary"), "")
+        if out["warmup"]:
+            print(f"  warm-up: {out['warmup'][:400]}", flush=True)
         print(f"  {kwargs.get('service')}: {out['outcome']} in {out['wall']:.0f}s, min p "
               f"{out['min_p']}, steps {out['steps']}: {out['reason'][:300]}", flush=True)
         return out
@@ -175,7 +178,8 @@ def main() -> None:
             out = bench.release(**bench._model_args(env={"SERVE_FAULT_LATENCY_MS": "40"}))
             fault = (f"The demo's fault (model server +40 ms): **{out['outcome']}** "
                      f"{out['canary_s']:.1f} s after the canary's weight went up; reason: "
-                     f"{out['reason'][:300]}" if out["canary_s"] is not None else
+                     f"{out['reason'][:300]}; warm-up before it: {out['warmup'][:300]}"
+                     if out["canary_s"] is not None else
                      f"The demo's fault (model server +40 ms): {out['outcome']}: {out['reason']}")
             print(fault, flush=True)
     finally:

@@ -21,6 +21,7 @@ from policies.files import read_yaml
 from suite.errors import ConfigError
 from tasks.canary.config import MetricConfig
 from tasks.canary.thresholds import Condition, ThresholdCheck
+from tasks.canary.warmup import WarmupConfig
 
 DEFAULT_PATH = Path(__file__).with_name("canary.yaml")
 _NAME = r"^[A-Za-z0-9_.:-]+$"
@@ -105,6 +106,22 @@ class _Sequential(_Strict):
     metrics: list[_SequentialMetric] = Field(min_length=1)
 
 
+class _Warmup(_Strict):
+    """Requests straight to each new canary replica before it takes traffic (tasks/warmup.py)."""
+
+    path: str = "/healthz"
+    method: Literal["GET", "POST", "PUT"] = "GET"
+    body: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    round_requests: int = Field(default=20, ge=1, le=1000)
+    min_requests: int = Field(default=100, ge=1)
+    max_requests: int = Field(default=5000, ge=1)
+    settled_rounds: int = Field(default=2, ge=1, le=20)
+    tolerance: float = Field(default=0.25, gt=0)
+    max_seconds: float = Field(default=30.0, gt=0, le=600)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
 class _Template(_Strict):
     provider: _Provider = Field(default_factory=_Provider)
     step_seconds: float = Field(default=1.0, gt=0)
@@ -116,6 +133,7 @@ class _Template(_Strict):
     metrics: list[_Metric] = Field(min_length=1)
     thresholds: list[_Threshold] = Field(default_factory=list)
     sequential: _Sequential | None = None
+    warmup: _Warmup | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,7 @@ class CanaryTemplate:
     source: str = "template"
     sequential: tuple[SequentialMetric, ...] = ()  # off unless the template has `sequential:`
     sequential_pause_warmup_s: float = 0.0
+    warmup: WarmupConfig | None = None  # off unless the template has `warmup:`
 
     def labels(self, target: str) -> Mapping[str, str]:
         return self.canary_labels if target == "canary" else self.baseline_labels
@@ -374,7 +393,17 @@ def parse(data: Any, where: str = "canary template") -> CanaryTemplate:
         source=where,
         sequential=_sequential(where, raw),
         sequential_pause_warmup_s=raw.sequential.pause_warmup_seconds if raw.sequential else 0.0,
+        warmup=_warmup(where, raw.warmup),
     )
+
+
+def _warmup(where: str, raw: _Warmup | None) -> WarmupConfig | None:
+    if raw is None:
+        return None
+    try:
+        return WarmupConfig(**{**raw.model_dump(), "headers": dict(raw.headers)})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def load(path: Path | str = DEFAULT_PATH) -> CanaryTemplate:

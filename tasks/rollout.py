@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from policies.canary import load as load_template
 from suite.errors import SuiteError
 from suite.load import LoadGenerator
 from suite.services.spec import AnalysisRef, ServiceSpec, StrategyKind
@@ -32,7 +33,8 @@ from tasks.release import ask_approval, audit_task, stage
 from tasks.report import ReleaseRecord, StageRecord
 from tasks.smoke import smoke_task
 from tasks.targets import get_target
-from tasks.targets.base import DeployTarget, Role, Workload
+from tasks.targets.base import DeployTarget, Instance, Role, Workload
+from tasks.warmup import warmup_task
 
 #: how often an indefinite pause looks for `suite release promote|abort`
 POLL_SECONDS = 1.0
@@ -212,9 +214,23 @@ def _approve(ro: Rollout, number: int, why_marginal: str) -> None:
         raise RolledBack(f"step {number} MARGINAL ({why_marginal}); {who} chose rollback: {why}")
 
 
+def _warm_up(ro: Rollout, instances: tuple[Instance, ...]) -> None:
+    """The templates' ``warmup:`` requests straight to each new replica (tasks/warmup.py),
+    before the canary gets any weight: its first seconds of traffic are then the version's."""
+    paths = {n: p for n, p in ro.templates.items() if load_template(p).warmup is not None}
+    if not paths or not instances:
+        return
+    urls = [f"http://127.0.0.1:{inst.port}" for inst in instances]  # the local target's ports
+    said: list[str] = []
+    with stage(ro.rec, "warm-up canary", lambda: said[0] if said else ""):
+        said.append(warmup_task(paths, urls, ro.settings, ro.service))
+    print(f"warm-up: {said[0]}")
+
+
 def canary(ro: Rollout) -> None:
     with stage(ro.rec, "deploy-canary"):
-        deploy_canary_task(ro.target, ro.workload, ro.settings)
+        deployed = deploy_canary_task(ro.target, ro.workload, ro.settings)
+    _warm_up(ro, deployed.instances.get(Role.CANARY, ()))
     weight = 0
     for number, step in enumerate(ro.spec.strategy.steps, start=1):
         if _command(ro) == Command.PROMOTE:
