@@ -118,7 +118,9 @@ class Releases:
 
     def active(self, service: str) -> Active | None:
         try:
-            return Active(**json.loads(self._active_path(service).read_text()))
+            data = json.loads(self._active_path(service).read_text())
+            # fields a newer suite added are not this one's business (a rolling upgrade)
+            return Active(**{k: v for k, v in data.items() if k in Active.__dataclass_fields__})
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
