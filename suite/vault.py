@@ -1,19 +1,27 @@
-"""Vault (OpenBao) access: bootstrap with the root token once, everyday clients without it.
+"""Vault (OpenBao) access: bootstrap once with the root token, then revoke it; everyday clients
+never hold it. Who may do what is in :mod:`suite.vault_policy`.
 
 Files under ``<home>/vault`` (all mode 0600):
-  init.json       init material from the first start (unseal key, root token)
-  admin-token     token with the ``suite-admin`` policy, for the CLI (secrets, audit)
-  worker-role-id  AppRole role id of ``suite-worker``
-  worker-secret-id  AppRole secret id of ``suite-worker``
+  init.json         init material from the first start (unseal key; the root token until the
+                    first bootstrap has used and revoked it)
+  admin-token       token with the ``suite-admin`` policy, for the CLI and later bootstraps
+  worker-role-id    AppRole role id of ``suite-worker`` (and ``worker-secret-id``)
+  audit-*, build-*, train-*  role and secret ids of the signing AppRoles ``suite-audit``,
+                    ``suite-builder``, ``suite-trainer`` (one transit key each)
+  audit.log         Vault's own file audit device (every request, secrets HMAC-ed)
 
-Workers get only the two AppRole files (paths in their environment) and log in themselves: they
-never see the root or admin token. No function here logs or raises a secret value.
+Secret-ids live :data:`~suite.vault_policy.SECRET_ID_TTL` for at most
+:data:`~suite.vault_policy.SECRET_ID_NUM_USES` logins and are issued afresh by every bootstrap
+(every `suite up`). Workers get only the AppRole files (paths, never a token) and log in
+themselves. No function here logs or raises a secret value.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +32,33 @@ import requests
 from suite.errors import ConfigError, ServiceUnavailable, VaultError
 from suite.platform.files import atomic_write
 from suite.settings import Settings
+from suite.vault_policy import (
+    ADMIN_POLICY_NAME,
+    DATA_KEY,
+    KV_MOUNT,
+    KV_PREFIX,
+    LEGACY_SIGN_KEY,
+    ROLES,
+    SECRET_ID_NUM_USES,
+    SECRET_ID_TTL,
+    SERVICE_POLICY_PREFIX,
+    SIGN_KEYS,
+    SIGNERS,
+    WORKER_ROLE,
+    Purpose,
+    policies,
+)
 
-SIGN_KEY = "suite-sign"
-DATA_KEY = "suite-data"
-WORKER_ROLE = "suite-worker"
-KV_MOUNT = "secret"
-KV_PREFIX = "suite"
+__all__ = ["DATA_KEY", "KV_MOUNT", "KV_PREFIX", "LEGACY_SIGN_KEY", "SERVICE_POLICY_PREFIX",
+           "WORKER_ROLE", "Purpose"]
 
-SERVICE_POLICY_PREFIX = "suite-service-"
-
-WORKER_POLICY = f"""
-# suite-worker: what a Prefect worker (and the flows it runs) may do, nothing more.
-path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{ capabilities = ["read"] }}
-path "transit/sign/{SIGN_KEY}" {{ capabilities = ["update"] }}
-path "transit/verify/{SIGN_KEY}" {{ capabilities = ["update"] }}
-path "transit/encrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
-path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
-"""
-
-ADMIN_POLICY = f"""
-# suite-admin: the platform operator's everyday token (CLI), instead of the root token.
-path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
-  capabilities = ["create", "read", "update", "patch", "delete"]
-}}
-path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list", "delete"] }}
-path "transit/sign/{SIGN_KEY}" {{ capabilities = ["update"] }}
-path "transit/verify/{SIGN_KEY}" {{ capabilities = ["update"] }}
-path "transit/encrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
-path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
-path "transit/keys/{SIGN_KEY}" {{ capabilities = ["read"] }}
-path "auth/approle/role/{WORKER_ROLE}/role-id" {{ capabilities = ["read"] }}
-path "auth/approle/role/{WORKER_ROLE}/secret-id" {{ capabilities = ["update"] }}
-path "sys/policies/acl/{SERVICE_POLICY_PREFIX}*" {{
-  capabilities = ["create", "read", "update", "delete"]
-}}
-path "sys/policy/{SERVICE_POLICY_PREFIX}*" {{
-  capabilities = ["create", "read", "update", "delete"]
-}}
-"""
+#: a cached AppRole login is used for at most this long (its token lives 1 h)
+LOGIN_REUSE_SECONDS = 45 * 60
+GENERATE_ROOT_HINT = (
+    "the root token was revoked after bootstrap: make a new one with `bao operator generate-root` "
+    "(docs/security.md), put it in init.json as \"root_token\", and run `suite up` again (it "
+    "uses it once and revokes it)"
+)
 
 
 def vault_dir(settings: Settings) -> Path:
@@ -145,12 +142,23 @@ def _wait_active(settings: Settings, timeout: float = 30.0) -> None:
 
 
 def root_client(settings: Settings) -> hvac.Client:
-    return _client(settings, _read_init(settings)["root_token"])
+    """The bootstrap's client: the root token while init.json still holds it (the first start),
+    then the ``suite-admin`` token, whose policy covers every later bootstrap."""
+    root = _read_init(settings).get("root_token")
+    if root:
+        return _client(settings, str(root))
+    admin = vault_dir(settings) / "admin-token"
+    if not _token_valid(settings, admin):
+        raise VaultError(f"no valid Vault admin token at {admin} and no root token: "
+                         f"{GENERATE_ROOT_HINT}")
+    return _client(settings, admin.read_text().strip())
 
 
 def bootstrap(settings: Settings) -> None:
-    """Mounts, keys, policies, AppRole and the admin token (idempotent)."""
+    """Mounts, keys, policies, AppRoles with fresh secret-ids and the admin token (idempotent),
+    then the root token is revoked: every later bootstrap runs as ``suite-admin``."""
     client = root_client(settings)
+    as_root = bool(_read_init(settings).get("root_token"))
     mounts = client.sys.list_mounted_secrets_engines()["data"]
     if f"{KV_MOUNT}/" not in mounts:
         client.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
@@ -159,32 +167,72 @@ def bootstrap(settings: Settings) -> None:
     existing = client.secrets.transit.list_keys().get("data", {}).get("keys", []) if _has_keys(
         client
     ) else []
-    if SIGN_KEY not in existing:
-        client.secrets.transit.create_key(name=SIGN_KEY, key_type="ed25519")
+    for key in SIGN_KEYS:
+        if key not in existing:
+            client.secrets.transit.create_key(name=key, key_type="ed25519")
     if DATA_KEY not in existing:
         client.secrets.transit.create_key(name=DATA_KEY, key_type="aes256-gcm96")
-    client.sys.create_or_update_policy(name=WORKER_ROLE, policy=WORKER_POLICY)
-    client.sys.create_or_update_policy(name="suite-admin", policy=ADMIN_POLICY)
+    for name, text in policies().items():
+        client.sys.create_or_update_policy(name=name, policy=text)
     if "approle/" not in client.sys.list_auth_methods()["data"]:
         client.sys.enable_auth_method("approle")
+    vdir = vault_dir(settings)
+    for role, stem in ROLES:
+        _approle(client, vdir, role, stem)
+    admin = vdir / "admin-token"
+    if _token_valid(settings, admin):
+        _client(settings, admin.read_text().strip()).auth.token.renew_self()
+    else:
+        # an orphan: revoking the root token below revokes the root's children too
+        token = client.auth.token.create(
+            policies=[ADMIN_POLICY_NAME], period="768h", renewable=True,
+            display_name=ADMIN_POLICY_NAME, no_parent=True,
+        )
+        write_private(admin, token["auth"]["client_token"])
+    if as_root:
+        _revoke_root(settings, client)
+
+
+def _approle(client: hvac.Client, vdir: Path, role: str, stem: str) -> None:
+    """The role (its policy of the same name), its role-id file and a fresh secret-id: the new
+    one is written before the old ones go, and the one before it stays valid, so a process that
+    read the file a moment ago still logs in."""
     client.auth.approle.create_or_update_approle(
-        role_name=WORKER_ROLE,
-        token_policies=[WORKER_ROLE],
+        role_name=role,
+        token_policies=[role],
         token_ttl="1h",  # noqa: S106 - a duration, not a secret
         token_max_ttl="24h",  # noqa: S106
-        secret_id_ttl="0",  # noqa: S106
+        secret_id_ttl=SECRET_ID_TTL,
+        secret_id_num_uses=SECRET_ID_NUM_USES,
     )
-    vdir = vault_dir(settings)
-    role_id = client.auth.approle.read_role_id(role_name=WORKER_ROLE)["data"]["role_id"]
-    write_private(vdir / "worker-role-id", role_id)
-    if not (vdir / "worker-secret-id").exists():
-        secret = client.auth.approle.generate_secret_id(role_name=WORKER_ROLE)
-        write_private(vdir / "worker-secret-id", secret["data"]["secret_id"])
-    if not _token_valid(settings, vdir / "admin-token"):
-        token = client.auth.token.create(
-            policies=["suite-admin"], period="768h", renewable=True, display_name="suite-admin"
-        )
-        write_private(vdir / "admin-token", token["auth"]["client_token"])
+    role_id = client.auth.approle.read_role_id(role_name=role)["data"]["role_id"]
+    write_private(vdir / f"{stem}-role-id", role_id)
+    secret = client.auth.approle.generate_secret_id(role_name=role)
+    write_private(vdir / f"{stem}-secret-id", secret["data"]["secret_id"])
+    try:
+        accessors = client.auth.approle.list_secret_id_accessors(role_name=role)["data"]["keys"]
+    except hvac.exceptions.InvalidPath:
+        return
+    created: list[tuple[str, str]] = []
+    for accessor in accessors:
+        try:
+            info = client.auth.approle.read_secret_id_accessor(
+                role_name=role, secret_id_accessor=accessor)["data"]
+        except hvac.exceptions.InvalidPath:  # expired meanwhile
+            continue
+        created.append((str(info.get("creation_time", "")), accessor))
+    for _, accessor in sorted(created, reverse=True)[2:]:
+        client.auth.approle.destroy_secret_id_accessor(role_name=role,
+                                                       secret_id_accessor=accessor)
+
+
+def _revoke_root(settings: Settings, client: hvac.Client) -> None:
+    """Revoke the root token and drop it from init.json (the unseal key stays)."""
+    client.auth.token.revoke_self()
+    material = _read_init(settings)
+    material.pop("root_token", None)
+    material["root_token_revoked"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_private(vault_dir(settings) / "init.json", json.dumps(material, indent=2))
 
 
 def _has_keys(client: hvac.Client) -> bool:
@@ -206,7 +254,14 @@ def _token_valid(settings: Settings, path: Path) -> bool:
         return False
 
 
-def approle_login(settings: Settings, role_id_file: Path, secret_id_file: Path) -> hvac.Client:
+_logins: dict[tuple[str, str, str], tuple[hvac.Client, float]] = {}
+_logins_lock = threading.Lock()
+
+
+def approle_login(settings: Settings, role_id_file: Path, secret_id_file: Path,
+                  role: str = WORKER_ROLE) -> hvac.Client:
+    """A client logged in with the AppRole files; one login per process and secret-id is reused
+    for :data:`LOGIN_REUSE_SECONDS` (each login spends one of the secret-id's uses)."""
     try:
         role_id = role_id_file.read_text().strip()
         secret_id = secret_id_file.read_text().strip()
@@ -215,17 +270,33 @@ def approle_login(settings: Settings, role_id_file: Path, secret_id_file: Path) 
             f"cannot read AppRole credentials ({role_id_file}, {secret_id_file}): {exc.strerror}; "
             f"run `suite up` to create them"
         ) from exc
-    client = _client(settings)
-    try:
-        client.auth.approle.login(role_id=role_id, secret_id=secret_id)
-    except (hvac.exceptions.VaultError, requests.RequestException) as exc:
-        raise VaultError(f"AppRole login as {WORKER_ROLE} failed: {type(exc).__name__}") from exc
-    return client
+    cache_key = (settings.vault_addr, role_id, secret_id)
+    with _logins_lock:
+        cached = _logins.get(cache_key)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        client = _client(settings)
+        try:
+            client.auth.approle.login(role_id=role_id, secret_id=secret_id)
+        except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+            raise VaultError(f"AppRole login as {role} failed: {type(exc).__name__}; if the "
+                             f"secret-id expired or is used up, `suite up` issues a new one"
+                             ) from exc
+        _logins[cache_key] = (client, time.monotonic() + LOGIN_REUSE_SECONDS)
+        return client
 
 
 def worker_client(settings: Settings) -> hvac.Client:
     vdir = vault_dir(settings)
     return approle_login(settings, vdir / "worker-role-id", vdir / "worker-secret-id")
+
+
+def signer_client(settings: Settings, purpose: Purpose) -> hvac.Client:
+    """The only identity that may sign for ``purpose`` (its AppRole, from ``<home>/vault``)."""
+    signer = SIGNERS[purpose]
+    vdir = vault_dir(settings)
+    return approle_login(settings, vdir / f"{signer.files}-role-id",
+                         vdir / f"{signer.files}-secret-id", role=signer.role)
 
 
 def client(settings: Settings) -> hvac.Client:

@@ -3,8 +3,11 @@
 The statement's subject is the image's registry digest; ``resolvedDependencies`` name the git
 commit, the base image digest and the dependency lockfile digest; the SBOM's digest is a
 byproduct, so the SBOM cannot be swapped either. The envelope signature covers DSSE's
-pre-authentication encoding (PAE) of the payload and is made by transit key ``suite-sign``
-(ed25519), so only a holder of Vault access can sign, and anyone with transit verify can check.
+pre-authentication encoding (PAE) of the payload and is made by transit key ``suite-provenance``
+(ed25519), which only the build identity (AppRole ``suite-builder``) may sign with; anyone with
+transit verify can check. The key id names the key (``vault-transit:KEY:vN``): envelopes signed
+before keys were split by purpose name ``suite-sign`` and still verify; a signature by any other
+key (the audit or model-attestation key) is not provenance.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import hvac.exceptions
 import requests
 
 from suite.errors import VaultError
-from suite.vault import SIGN_KEY
+from suite.vault_policy import SIGNERS, Purpose
+
+SIGN_KEY = SIGNERS[Purpose.PROVENANCE].key
+VERIFY_KEYS = SIGNERS[Purpose.PROVENANCE].verify_keys
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -116,8 +122,10 @@ def sign_envelope(vault: hvac.Client, stmt: Mapping[str, Any], key: str = SIGN_K
     }
 
 
-def verify_envelope(vault: hvac.Client, envelope: Mapping[str, Any]) -> tuple[bool, str]:
-    """(valid, why) for the envelope's signatures, checked by Vault transit verify."""
+def verify_envelope(vault: hvac.Client, envelope: Mapping[str, Any],
+                    keys: Sequence[str] = VERIFY_KEYS) -> tuple[bool, str]:
+    """(valid, why) for the envelope's signatures, checked by Vault transit verify; only a
+    signature by one of ``keys`` counts."""
     try:
         payload = base64.b64decode(str(envelope["payload"]), validate=True)
         sigs: Sequence[Mapping[str, str]] = envelope["signatures"]
@@ -132,6 +140,9 @@ def verify_envelope(vault: hvac.Client, envelope: Mapping[str, Any]) -> tuple[bo
         prefix, key, version = [*str(sig.get("keyid", "")).split(":"), "", "", ""][:3]
         if prefix != "vault-transit" or not key:
             return False, f"unknown key id {sig.get('keyid')!r} (expected vault-transit:KEY:vN)"
+        if key not in keys:
+            return False, (f"signed by {sig.get('keyid')}, which is not a provenance key "
+                           f"(expected one of {', '.join(keys)})")
         try:
             resp = vault.secrets.transit.verify_signed_data(
                 name=key, hash_input=_b64(pae(payload_type, payload)),

@@ -6,8 +6,8 @@ do, or not go on with, the action the record is for. Record first where the reco
 is about to happen (``release.start`` before the release's first change); where the record can
 only follow the action (a secret's new version), call ``ready`` before it.
 
-Signing uses the caller's Vault identity: AppRole ``suite-worker`` inside workers, the admin token
-from the CLI (see :func:`suite.vault.client`).
+Signing uses the one identity that may sign audit records, the AppRole ``suite-audit`` (key
+``suite-audit``), in workers and in the CLI alike (see :func:`suite.vault.signer_client`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from suite.audit.record import AuditRecord
 from suite.audit.signer import TransitSigner
 from suite.audit.store import AuditTrail, VerifyReport
 from suite.settings import Settings
-from suite.vault import client as vault_client
+from suite.vault import Purpose, signer_client
 
 __all__ = ["AuditRecord", "AuditTrail", "VerifyReport", "append", "default_actor", "ready",
            "trail", "verify"]
 
 
 def trail(settings: Settings) -> AuditTrail:
-    return AuditTrail(settings.dir("audit"), TransitSigner(vault_client(settings)))
+    return AuditTrail(settings.dir("audit"),
+                      TransitSigner(lambda: signer_client(settings, Purpose.AUDIT)))
 
 
 def default_actor() -> str:

@@ -7,6 +7,8 @@ address: the Vault port + 1, checked like every other port.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from suite import vault
 from suite.platform.service import Service
 
@@ -31,11 +33,22 @@ listener "tcp" {{
   address = "{self.settings.host}:{self.port}"
   tls_disable = true
 }}
+audit "file" "suite-file" {{
+  description = "every request to the suite's Vault"
+  options {{
+    file_path = "{self.audit_log}"
+    mode = "0600"
+  }}
+}}
 api_addr = "{self.url}"
 cluster_addr = "http://{self.settings.host}:{self.cluster_port}"
 ui = true
 '''
         )
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
 
     @property
     def cluster_port(self) -> int:

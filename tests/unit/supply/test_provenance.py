@@ -68,10 +68,25 @@ def test_signed_envelope_verifies() -> None:
     vault = FakeVault()
     env = prov.sign_envelope(vault, prov.statement(FACTS))
     assert env["payloadType"] == "application/vnd.in-toto+json"
-    assert env["signatures"][0]["keyid"] == "vault-transit:suite-sign:v1"
+    assert env["signatures"][0]["keyid"] == "vault-transit:suite-provenance:v1"
     assert prov.verify_envelope(vault, env) == (
-        True, "signed by vault-transit:suite-sign:v1")
+        True, "signed by vault-transit:suite-provenance:v1")
     assert prov.payload_of(env)["subject"][0]["name"] == FACTS.repository
+
+
+def test_envelope_signed_before_the_key_split_still_verifies() -> None:
+    vault = FakeVault()
+    env = prov.sign_envelope(vault, prov.statement(FACTS), key="suite-sign")
+    assert prov.verify_envelope(vault, env) == (True, "signed by vault-transit:suite-sign:v1")
+
+
+def test_envelope_signed_with_another_purposes_key_is_not_provenance() -> None:
+    vault = FakeVault()
+    env = prov.sign_envelope(vault, prov.statement(FACTS), key="suite-attest")
+    ok, why = prov.verify_envelope(vault, env)
+    assert not ok
+    assert why == ("signed by vault-transit:suite-attest:v1, which is not a provenance key "
+                   "(expected one of suite-provenance, suite-sign)")
 
 
 def test_tampered_payload_fails_verification() -> None:

@@ -1,0 +1,112 @@
+"""Who may do what in Vault: one transit signing key per purpose, one identity per key.
+
+========================  ===================  ========================================
+purpose                   transit key          the only identity that signs with it
+========================  ===================  ========================================
+audit records and HEAD    ``suite-audit``      AppRole ``suite-audit``
+build provenance          ``suite-provenance`` AppRole ``suite-builder``
+model attestations        ``suite-attest``     AppRole ``suite-trainer``
+========================  ===================  ========================================
+
+``suite-sign``, the one key that signed everything before, stays for verification only: records
+and envelopes it signed still verify, and no policy lets anyone sign with it again. Verifying is
+a public-key operation, so every identity may verify with every signing key. ``suite-worker``
+(flow runs, the webhook) reads ``secret/suite/*`` and uses ``suite-data``; it signs nothing.
+``suite-admin`` (the operator's CLI token) also runs the bootstrap on every ``suite up`` once the
+root token is revoked, so it may manage the ``suite-*`` policies, keys and AppRoles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+KV_MOUNT = "secret"
+KV_PREFIX = "suite"
+DATA_KEY = "suite-data"
+LEGACY_SIGN_KEY = "suite-sign"
+WORKER_ROLE = "suite-worker"
+ADMIN_POLICY_NAME = "suite-admin"
+SERVICE_POLICY_PREFIX = "suite-service-"
+
+
+class Purpose(StrEnum):
+    AUDIT = "audit"
+    PROVENANCE = "provenance"
+    ATTESTATION = "attestation"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A signing identity: its transit key, its AppRole and the stem of its credential files."""
+
+    purpose: Purpose
+    key: str
+    role: str
+    files: str  # <home>/vault/<files>-role-id and <files>-secret-id
+
+    @property
+    def verify_keys(self) -> tuple[str, ...]:
+        """Keys whose signatures count for this purpose: its own, and the legacy key."""
+        return (self.key, LEGACY_SIGN_KEY)
+
+
+SIGNERS: dict[Purpose, Signer] = {
+    Purpose.AUDIT: Signer(Purpose.AUDIT, "suite-audit", "suite-audit", "audit"),
+    Purpose.PROVENANCE: Signer(Purpose.PROVENANCE, "suite-provenance", "suite-builder", "build"),
+    Purpose.ATTESTATION: Signer(Purpose.ATTESTATION, "suite-attest", "suite-trainer", "train"),
+}
+SIGN_KEYS = tuple(s.key for s in SIGNERS.values())
+#: every AppRole: (role, stem of its credential files, its policy)
+ROLES: tuple[tuple[str, str], ...] = (
+    (WORKER_ROLE, "worker"), *((s.role, s.files) for s in SIGNERS.values()))
+
+#: AppRole secret-ids: valid this long and for this many logins (a process logs in once per
+#: role and reuses its token); `suite up` issues fresh ones and destroys all but the last two
+SECRET_ID_TTL = "720h"  # noqa: S105 - a duration, not a secret
+SECRET_ID_NUM_USES = 10000
+
+
+def _verify_all() -> str:
+    return "".join(f'path "transit/verify/{k}" {{ capabilities = ["update"] }}\n'
+                   for k in (*SIGN_KEYS, LEGACY_SIGN_KEY))
+
+
+def signer_policy(signer: Signer) -> str:
+    return (f"# {signer.role}: signs {signer.purpose} with {signer.key}, nothing else\n"
+            f'path "transit/sign/{signer.key}" {{ capabilities = ["update"] }}\n'
+            + _verify_all())
+
+
+WORKER_POLICY = f"""
+# suite-worker: what a Prefect worker (and the flows it runs) may do, nothing more: no signing
+path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{ capabilities = ["read"] }}
+path "transit/encrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
+path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
+""" + _verify_all()
+
+ADMIN_POLICY = f"""
+# suite-admin: the platform operator's everyday token (CLI), instead of the root token, and the
+# bootstrap of every `suite up` after the root token is revoked. It signs nothing itself.
+path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
+  capabilities = ["create", "read", "update", "patch", "delete"]
+}}
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list", "delete"] }}
+path "transit/encrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
+path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
+path "transit/keys" {{ capabilities = ["list"] }}
+path "transit/keys/suite-*" {{ capabilities = ["create", "read", "update"] }}
+path "sys/mounts" {{ capabilities = ["read"] }}
+path "sys/auth" {{ capabilities = ["read", "sudo"] }}
+path "auth/approle/role/suite-*" {{ capabilities = ["create", "read", "update", "list"] }}
+path "auth/token/create" {{ capabilities = ["update"] }}
+path "sys/policies/acl/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
+path "sys/policy/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
+""" + _verify_all()
+
+
+def policies() -> dict[str, str]:
+    """Every policy the bootstrap writes, by name."""
+    out = {WORKER_ROLE: WORKER_POLICY, ADMIN_POLICY_NAME: ADMIN_POLICY}
+    out.update({s.role: signer_policy(s) for s in SIGNERS.values()})
+    return out
