@@ -22,6 +22,7 @@ from suite import engine as engine_mod
 from suite.errors import ProviderError
 from suite.platform.files import atomic_write, exclusive
 from suite.settings import Settings
+from suite.vault import Purpose, signer_client
 from tasks import evidence_oci
 from tasks import provenance as prov
 from tasks.artifacts import BuildResult, sha256_file, suite_version
@@ -130,7 +131,9 @@ def _write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client,
         components = len(json.loads(sbom.read_text()).get("components") or [])
     except ValueError as exc:
         raise ProviderError(f"trivy wrote an SBOM that is not JSON: {exc}") from exc
-    envelope = prov.sign_envelope(vault, prov.statement(facts_for(result, sbom)))
+    # signed by the build identity, the only one that may use the provenance key
+    envelope = prov.sign_envelope(signer_client(settings, Purpose.PROVENANCE),
+                                  prov.statement(facts_for(result, sbom)))
     atomic_write(directory / PROVENANCE, json.dumps(envelope, indent=2))
     tags = tuple(
         evidence_oci.push_artifact(result.image.repository, result.image.digest, kind,
