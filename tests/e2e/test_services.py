@@ -136,31 +136,46 @@ def test_service_from_a_git_url_is_released_and_answers_on_its_host(
 
 def test_a_second_release_of_one_service_waits_for_the_first(
         release_platform: Settings, hello: tuple[Path, str]) -> None:
-    """Two releases of hello started together: one holds the slot, the other is shown
-    AwaitingReleaseSlot on the Runs page and starts only once the first has ended."""
-    from suite import audit
+    """While hello's release slot is held (here by the test, as a running release holds it), a
+    new release of hello is shown AwaitingReleaseSlot on the Runs page and does nothing — no
+    record, no change — until the slot is free; then it runs to its end."""
+    import time
 
+    from prefect.concurrency.sync import concurrency
+
+    from suite import audit
+    from suite.services.onboard import concurrency_limit, ensure_concurrency_limit
+
+    def latest_run_state() -> tuple[str, str] | None:
+        runs = prefect_api(release_platform.prefect_api_url, "POST", "/flow_runs/filter", json={
+            "flows": {"name": {"any_": ["release"]}}, "sort": "EXPECTED_START_TIME_DESC",
+            "limit": 1}).json()
+        return (runs[0]["id"], runs[0]["state"]["name"]) if runs else None
+
+    ensure_concurrency_limit(release_platform, "hello")
     seen = len(audit.trail(release_platform).records())
-    first, box_a = in_thread(lambda: release(service="hello", synthetic_load_rps=20))
-    # the second replaces the replicas one by one (no analysis): what is tested is that it
-    # waits for the first's slot, not a second canary
-    second, box_b = in_thread(lambda: release(service="hello", strategy="rolling"))
-    first.join(900)
-    second.join(900)
-    assert "error" not in box_a and "error" not in box_b, (box_a, box_b)
-    assert box_a["result"]["outcome"] == box_b["result"]["outcome"] == "promoted"
+    before = latest_run_state()
+    with concurrency(concurrency_limit("hello"), occupy=1, strict=True):
+        # the second replaces the replicas one by one (no analysis): what is tested is that it
+        # waits for the slot, not a second canary
+        waiting, box = in_thread(lambda: release(service="hello", strategy="rolling"))
+        deadline = time.monotonic() + 300
+        while (state := latest_run_state()) in (None, before) or state[1] != \
+                "AwaitingReleaseSlot":
+            assert waiting.is_alive() and time.monotonic() < deadline, (box, state)
+            time.sleep(0.5)
+        run_id = state[0]
+        assert [r.action for r in audit.trail(release_platform).records()[seen:]] == []
+    waiting.join(900)
+    assert "error" not in box, box
+    assert box["result"]["outcome"] == "promoted", box["result"]
     actions = [r.action for r in audit.trail(release_platform).records()[seen:]
                if r.action in ("release.start", "release.promoted")]
-    assert actions == ["release.start", "release.promoted"] * 2, actions
-    names = set()
-    for run in prefect_api(release_platform.prefect_api_url, "POST", "/flow_runs/filter", json={
-            "flows": {"name": {"any_": ["release"]}},
-            "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
-            "sort": "START_TIME_DESC", "limit": 2}).json():
-        states = prefect_api(release_platform.prefect_api_url, "GET", "/flow_run_states/",
-                             params={"flow_run_id": run["id"]}).json()
-        names.update(st["name"] for st in states)
-    assert "AwaitingReleaseSlot" in names, names
+    assert actions == ["release.start", "release.promoted"], actions
+    states = prefect_api(release_platform.prefect_api_url, "GET", "/flow_run_states/",
+                         params={"flow_run_id": run_id}).json()
+    names = [st["name"] for st in states]
+    assert names.index("AwaitingReleaseSlot") < len(names) - 1 and names[-1] == "Completed", names
 
 
 def test_a_stable_replica_killed_during_analysis_is_healed(
