@@ -220,10 +220,19 @@ def _approle(client: hvac.Client, vdir: Path, role: str, stem: str) -> None:
                 role_name=role, secret_id_accessor=accessor)["data"]
         except hvac.exceptions.InvalidPath:  # expired meanwhile
             continue
-        created.append((str(info.get("creation_time", "")), accessor))
+        created.append((_sortable(str(info.get("creation_time", ""))), accessor))
     for _, accessor in sorted(created, reverse=True)[2:]:
         client.auth.approle.destroy_secret_id_accessor(role_name=role,
                                                        secret_id_accessor=accessor)
+
+
+def _sortable(stamp: str) -> str:
+    """An RFC 3339 time whose fraction has 9 digits, so two compare as strings."""
+    head, dot, rest = stamp.partition(".")
+    if not dot:
+        return stamp
+    digits = "".join(ch for ch in rest if ch.isdigit())
+    return f"{head}.{digits[:9]:0<9}{rest[len(digits):]}"
 
 
 def _revoke_root(settings: Settings, client: hvac.Client) -> None:

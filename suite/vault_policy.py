@@ -102,6 +102,8 @@ path "auth/approle/role/suite-*" {{ capabilities = ["create", "read", "update", 
 path "auth/token/create" {{ capabilities = ["update"] }}
 path "sys/policies/acl/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
 path "sys/policy/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
+# recovery: `bao operator generate-root` with this token and the unseal key (docs/security.md)
+path "sys/generate-root-token/*" {{ capabilities = ["create", "read", "update", "delete"] }}
 """ + _verify_all()
 
 
