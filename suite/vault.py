@@ -167,7 +167,9 @@ def bootstrap(settings: Settings) -> None:
     existing = client.secrets.transit.list_keys().get("data", {}).get("keys", []) if _has_keys(
         client
     ) else []
-    for key in SIGN_KEYS:
+    # the legacy key too, on a fresh Vault as well: nobody may sign with it, so a bare
+    # (pre-split) signature there is simply invalid instead of naming a missing key
+    for key in (*SIGN_KEYS, LEGACY_SIGN_KEY):
         if key not in existing:
             client.secrets.transit.create_key(name=key, key_type="ed25519")
     if DATA_KEY not in existing:
