@@ -15,14 +15,14 @@ from suite.audit import AuditTrail
 from suite.audit.signer import TransitSigner
 from suite.errors import AuditError
 from suite.settings import Settings
-from suite.vault import client
+from suite.vault import Purpose, signer_client
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def trail(platform: Settings, tmp_path: Path) -> AuditTrail:
-    t = AuditTrail(tmp_path / "audit", TransitSigner(client(platform)))
+    t = AuditTrail(tmp_path / "audit", TransitSigner(signer_client(platform, Purpose.AUDIT)))
     for i in range(5):
         t.append(actor="alice", action="stage.build", subject=f"img-{i}", inputs={"i": i})
     return t
@@ -116,8 +116,8 @@ from pathlib import Path
 from suite.audit import AuditTrail
 from suite.audit.signer import TransitSigner
 from suite.settings import load
-from suite.vault import client
-t = AuditTrail(Path(sys.argv[1]), TransitSigner(client(load())))
+from suite.vault import Purpose, signer_client
+t = AuditTrail(Path(sys.argv[1]), TransitSigner(signer_client(load(), Purpose.AUDIT)))
 for i in range(int(sys.argv[3])):
     t.append(actor=sys.argv[2], action="test.concurrent", subject=str(i))
 """
@@ -131,7 +131,7 @@ def test_two_processes_appending_at_once_keep_one_chain(platform_env, tmp_path: 
         for name in ("p1", "p2")
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    t = AuditTrail(directory, TransitSigner(client(platform)))
+    t = AuditTrail(directory, TransitSigner(signer_client(platform, Purpose.AUDIT)))
     report = t.verify()
     assert report.ok and report.count == 80
     assert [r.seq for r in t.records()] == list(range(1, 81))
@@ -195,7 +195,7 @@ def _fill(directory: Path) -> Path:
 
 def test_a_full_audit_disk_is_a_clear_error_and_appends_work_again_once_space_returns(
         platform: Settings, platform_env: dict[str, str], small_home: Path):
-    t = AuditTrail(small_home / "audit", TransitSigner(client(platform)))
+    t = AuditTrail(small_home / "audit", TransitSigner(signer_client(platform, Purpose.AUDIT)))
     for i in range(3):
         t.append(actor="alice", action="stage.build", subject=f"img-{i}")
     filler = _fill(t.directory)
