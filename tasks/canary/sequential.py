@@ -34,6 +34,7 @@ that goes down here is an error, never silently absorbed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -271,6 +272,11 @@ def _check_bounds(bounds: Sequence[float]) -> tuple[float, ...]:
     return values
 
 
+#: Newton steps of at most 4 each: enough to reach the saddle from the start below even at
+#: the grid's ends (beta = -5 or 5 over 20 buckets puts it up to ~95 away)
+SADDLE_STEPS = 40
+
+
 def _saddle(n: FloatArray, scores: FloatArray, m: float) -> FloatArray:
     """Per row of ``scores`` (beta * bucket index), about the shift t with
     sum_k n_k expit(s_k + t) = m: the tilted binomials then have mean m, so the convolution in
@@ -278,10 +284,13 @@ def _saddle(n: FloatArray, scores: FloatArray, m: float) -> FloatArray:
     is after does not underflow). Any t gives the same exact value; t only conditions it."""
     total = float(n.sum())
     shift: FloatArray = math.log(m / (total - m)) - (scores @ n) / total
-    for _ in range(8):
+    for _ in range(SADDLE_STEPS):
         share = expit(scores + shift[:, None])
         slope = np.maximum((n * share * (1 - share)).sum(axis=1), 1e-12)
-        shift = shift - np.clip(((n * share).sum(axis=1) - m) / slope, -4.0, 4.0)
+        step = np.clip(((n * share).sum(axis=1) - m) / slope, -4.0, 4.0)
+        shift = shift - step
+        if float(np.abs(step).max()) < 1e-6:
+            break
     return shift
 
 
@@ -299,6 +308,71 @@ def tilt_loglik(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
         return np.zeros_like(grid)  # one allocation only, or all in one bucket: no information
     if m > total / 2:  # the baseline's allocation with the tilt reversed: same ratio, fewer terms
         return tilt_loglik(y, x, -grid)
+    direct = _tilt_loglik_direct(x, n, grid, total, m)
+    if direct is not None:
+        return direct
+    return _tilt_loglik_saddle(x, n, grid, total, m)
+
+
+#: the direct computation's limit on the canary's observations per interval (its matrices grow
+#: with the square); above it, or where it would under- or overflow, the saddle-point one runs
+DIRECT_MAX = 48
+_TINY = 1e-280
+
+
+@functools.cache
+def _powers(m: int) -> tuple[FloatArray, np.ndarray[Any, np.dtype[np.intp]]]:
+    """Powers 0..m and one extra column (a zero coefficient: its log binomial is set to
+    -inf), and the Toeplitz index s - t, pointing at that zero above the diagonal."""
+    j = np.arange(m + 2, dtype=float)
+    j[-1] = 0.0  # the zero's "power": finite, its log binomial is set to -inf
+    lag = np.subtract.outer(np.arange(m + 1), np.arange(m + 1))
+    return j, np.where(lag >= 0, lag, m + 1)
+
+
+def _tilt_loglik_direct(x: FloatArray, n: FloatArray, grid: FloatArray, total: float,
+                        m: float) -> FloatArray | None:
+    """The same ratio as :func:`_tilt_loglik_saddle`, by the plain truncated polynomial product,
+    batched over the grid and the buckets (a few array operations in all: the sequential
+    monitors' hot path at every scrape). Each weight is scaled by that of the bucket most
+    favoured under its beta (the highest used one for beta > 0, the lowest for beta < 0), so
+    every term is at most a binomial coefficient: no overflow. None when ``m`` is too large or
+    the coefficient could underflow; the caller then takes the saddle-point path."""
+    m_int = int(m)
+    if m_int > DIRECT_MAX or total > 1e7:
+        return None
+    used = np.flatnonzero(n > 0)
+    index = used.astype(float)
+    counts = n[used]
+    anchor = np.where(grid >= 0, index[-1], index[0])  # per beta: the heaviest bucket's index
+    j, lag = _powers(m_int)
+    rest = counts[:, None] - j[None, :]
+    # log C(n_k, j), -inf where j > n_k (that power is absent); the extra last column is the
+    # zero that the Toeplitz matrices below take above their diagonal
+    log_binom = np.where(rest >= 0, gammaln(counts + 1)[:, None] - gammaln(j + 1)[None, :]
+                         - gammaln(np.maximum(rest, 0.0) + 1), -np.inf)
+    log_binom[:, -1] = -np.inf
+    # coefficients of (1 + w_k z)^n_k, scaled weights w_k = exp(beta (k - anchor)) <= 1:
+    # (grid, bucket, power j)
+    offsets = (index[None, :] - anchor[:, None]) * grid[:, None]
+    coef = np.exp(log_binom[None, :, :] + offsets[:, :, None] * j[None, None, :])
+    # Toeplitz matrices of the truncated product: T[b, k, s, t] = coef[b, k, s - t] (s >= t)
+    toeplitz = coef[:, :, lag]
+    dist = toeplitz[:, 0, :, 0]  # the first bucket's coefficients, applied to 1
+    for column in range(1, counts.size):
+        dist = np.matmul(toeplitz[:, column], dist[:, :, None])[:, :, 0]
+    top = dist[:, m_int]
+    if not np.all(np.isfinite(top)) or float(top.min()) < _TINY:
+        return None
+    log_coefficient = np.log(top) + grid * anchor * m
+    log_central = gammaln(total + 1) - gammaln(m + 1) - gammaln(total - m + 1)
+    loglik: FloatArray = grid * float(np.arange(n.size) @ x) + log_central - log_coefficient
+    return loglik
+
+
+def _tilt_loglik_saddle(x: FloatArray, n: FloatArray, grid: FloatArray, total: float,
+                        m: float) -> FloatArray:
+    """The ratio for any counts: the binomial convolution after a saddle-point shift."""
     used = n > 0
     index = np.flatnonzero(used).astype(float)
     counts = n[used]
@@ -326,6 +400,13 @@ def tilt_loglik(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
     return loglik
 
 
+def _per_bucket(cumulative: FloatArray) -> FloatArray:
+    """Counts per bucket from counts cumulative over ``le`` (np.diff with prepend=0, cheaper)."""
+    out = cumulative.copy()
+    out[1:] -= cumulative[:-1]
+    return out
+
+
 class HistogramMonitor:
     """Sequential test that the canary's latency distribution is worse than the baseline's,
     from Prometheus histogram buckets (``le`` upper bounds, cumulative, +Inf last)."""
@@ -337,6 +418,7 @@ class HistogramMonitor:
         self.alpha = _check_alpha(alpha)
         self.direction = _direction(direction)
         self._mixture = _Mixture(TILT_GRID, self.direction, self.alpha)
+        self._labels = [str(b) if math.isinf(b) else b for b in self.bounds]
         zero = np.zeros(len(self.bounds))
         self._last = (zero, zero)
 
@@ -348,17 +430,18 @@ class HistogramMonitor:
             )
         try:
             counts = np.asarray(buckets, dtype=float)
-            fine = bool(np.all(np.isfinite(counts)) and np.all(counts >= 0)) and bool(
-                np.all(np.abs(counts - np.round(counts)) <= _INTEGRAL * np.maximum(1.0, counts))
-            )
+            rounded = np.round(counts)
+            # one test for all: NaN and inf fail it, so do negative and fractional counts
+            fine = bool(((counts >= 0) & (np.abs(counts - rounded)
+                                          <= _INTEGRAL * np.maximum(1.0, counts))).all())
         except (TypeError, ValueError):
             fine = False
         if not fine:  # find the culprit for the message
             for bound, value in zip(self.bounds, buckets, strict=True):
                 _count(f"{side} bucket le={bound:g}", value, integral=True)
-        counts = np.round(counts)
-        drops = np.flatnonzero(np.diff(counts) < 0)
-        if drops.size:
+        counts = rounded
+        if (counts[1:] < counts[:-1]).any():
+            drops = np.flatnonzero(counts[1:] < counts[:-1])
             i = int(drops[0])
             raise InvalidCounts(
                 f"{side} bucket le={self.bounds[i + 1]:g} counts {counts[i + 1]:g} < "
@@ -375,11 +458,12 @@ class HistogramMonitor:
         baseline = self._buckets("baseline", baseline_buckets)
         sides = (("canary", self._last[0], canary), ("baseline", self._last[1], baseline))
         for side, before, now in sides:
-            for i in np.flatnonzero(now < before)[:1]:
+            if (now < before).any():
+                i = int(np.flatnonzero(now < before)[0])
                 _not_decreasing(f"{side} bucket le={self.bounds[i]:g}", before[i], now[i])
-        x = np.diff(canary - self._last[0], prepend=0.0)
-        y = np.diff(baseline - self._last[1], prepend=0.0)
-        if np.any(x < 0) or np.any(y < 0):
+        x = _per_bucket(canary - self._last[0])
+        y = _per_bucket(baseline - self._last[1])
+        if (x < 0).any() or (y < 0).any():
             raise InvalidCounts(
                 "a bucket gained fewer observations than a lower one since the last update "
                 f"(canary {x.tolist()}, baseline {y.tolist()}): expected counts from one histogram"
@@ -391,23 +475,23 @@ class HistogramMonitor:
 
     def result(self) -> SequentialResult:
         m = self._mixture
-        canary, baseline = (np.diff(side, prepend=0.0) for side in self._last)
+        canary, baseline = (_per_bucket(side) for side in self._last)
         low, high = m.bounds()
         estimate = math.exp(m.estimate()) if m.informed else math.nan
         what = (f"canary {canary.sum():g} vs baseline {baseline.sum():g} observations, odds "
                 f"{estimate:.3g} per bucket up in [{math.exp(low):.3g}, {math.exp(high):.3g}]")
-        c_total, b_total = float(canary.sum()), float(baseline.sum())
+        c_list, b_list = canary.tolist(), baseline.tolist()
+        c_total, b_total = float(sum(c_list)), float(sum(b_list))
         shares = [
-            {"le": str(b) if math.isinf(b) else b,
-             "canary": float(c) / c_total if c_total else math.nan,
-             "baseline": float(s) / b_total if b_total else math.nan}
-            for b, c, s in zip(self.bounds, canary, baseline, strict=True)
+            {"le": le, "canary": c / c_total if c_total else math.nan,
+             "baseline": b / b_total if b_total else math.nan}
+            for le, c, b in zip(self._labels, c_list, b_list, strict=True)
         ]
         return SequentialResult(
             p_value=m.p_value, reject=m.p_value <= self.alpha, alpha=self.alpha,
             statistic=m.statistic, max_statistic=m.max_statistic, updates=m.updates,
             effect="bucket_odds_ratio", estimate=estimate,
             confidence_sequence=(math.exp(low), math.exp(high)),
-            counts={"canary": canary.tolist(), "baseline": baseline.tolist(), "shares": shares},
+            counts={"canary": c_list, "baseline": b_list, "shares": shares},
             reason=_reason("histogram", m, what),
         )
