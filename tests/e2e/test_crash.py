@@ -282,7 +282,11 @@ def _kill_tree(pid: int) -> None:
 @pytest.mark.slow  # restarts the whole platform: minutes on 2 cores
 def test_kill_9_of_every_platform_process_then_suite_up(release_platform: Settings,
                                                         crashy: Path) -> None:
-    """The canary takes no traffic when HAProxy comes back, and `suite up` rolls it back."""
+    """The canary takes no traffic when HAProxy comes back, and it is rolled back by the time
+    `suite up` returns: by `suite up` itself, or first by the crash automation, whose rollback
+    run a worker may pick up as soon as `suite up` has started it (the run's worker saw its
+    process die and reported Crashed before it was killed itself) — the service's lock makes
+    one of them do it, and the other find nothing left."""
     settings, stable = release_platform, stable_version(release_platform)
     seen = len(audit.trail(settings).records())
     run_id, _ = start_release(settings, crashy, 4)
@@ -303,14 +307,14 @@ def test_kill_9_of_every_platform_process_then_suite_up(release_platform: Settin
     assert LocalTarget(settings).state(SERVICE).canary is not None  # not reconciled yet
     up = suite_cli(settings, "up")
     assert up.returncode == 0, up.stdout + up.stderr
-    assert f"reconciled {SERVICE}" in up.stdout, up.stdout
     elapsed = time.monotonic() - began
+    by = "`suite up`" if f"reconciled {SERVICE}" in up.stdout else "the crash automation"
     state = LocalTarget(settings).state(SERVICE)
     assert state.canary is None and state.release is None
     assert_all_on_stable(settings, stable)
     assert run_state(settings, run_id)[0] == "CRASHED"
     assert_audited(settings, seen, active.release, run_id)
-    print(f"kill -9 of everything: reconciled by `suite up` {elapsed:.1f}s after its start")
+    print(f"kill -9 of everything: reconciled by {by} {elapsed:.1f}s after `suite up` began")
 
 
 @pytest.mark.slow
