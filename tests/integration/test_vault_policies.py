@@ -1,0 +1,101 @@
+"""Least privilege in Vault, on the session platform: each signing key is usable only by its
+identity, secret-ids expire and rotate, the root token is gone, Vault audits every request."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from suite import audit, vault
+from suite.settings import Settings
+from suite.vault_policy import (
+    LEGACY_SIGN_KEY,
+    SECRET_ID_NUM_USES,
+    SIGN_KEYS,
+    SIGNERS,
+    Purpose,
+)
+
+pytestmark = pytest.mark.integration
+PAYLOAD = "aGVsbG8="  # base64 "hello"
+
+
+def _sign(client: hvac.Client, key: str) -> str:
+    resp = client.secrets.transit.sign_data(name=key, hash_input=PAYLOAD)
+    return str(resp["data"]["signature"])
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_each_signing_key_is_usable_only_by_its_identity(platform: Settings, purpose: Purpose):
+    signer = SIGNERS[purpose]
+    own = vault.signer_client(platform, purpose)
+    signature = _sign(own, signer.key)
+    for key in (*SIGN_KEYS, LEGACY_SIGN_KEY):
+        if key != signer.key:
+            with pytest.raises(hvac.exceptions.Forbidden):
+                _sign(own, key)
+    # nobody else signs with it: not the workers' identity, not the operator's admin token,
+    # not the other signing identities; everybody can verify
+    others = [vault.worker_client(platform), vault.client(platform),
+              *(vault.signer_client(platform, p) for p in Purpose if p != purpose)]
+    for other in others:
+        with pytest.raises(hvac.exceptions.Forbidden):
+            _sign(other, signer.key)
+        assert other.secrets.transit.verify_signed_data(
+            name=signer.key, hash_input=PAYLOAD, signature=signature)["data"]["valid"]
+
+
+def test_the_root_token_is_revoked_and_the_admin_token_bootstraps_again(platform: Settings):
+    material = json.loads(platform.dir("vault", "init.json").read_text())
+    assert "root_token" not in material and material["root_token_revoked"]
+    assert material["keys_b64"]  # the unseal key stays: the platform still starts
+    vault.bootstrap(platform)  # what every later `suite up` does, without the root token
+    assert vault.client(platform).is_authenticated()
+
+
+def _login(platform: Settings, role_id: str, secret_id: str) -> bool:
+    client = hvac.Client(url=platform.vault_addr)
+    try:
+        client.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    except hvac.exceptions.VaultError:
+        return False
+    return True
+
+
+def test_secret_ids_expire_have_a_use_limit_and_rotate_on_each_bootstrap(platform: Settings):
+    vdir = vault.vault_dir(platform)
+    role_id = (vdir / "audit-role-id").read_text()
+    first = (vdir / "audit-secret-id").read_text()
+    admin = vault.client(platform)
+    info = admin.auth.approle.read_secret_id(role_name="suite-audit", secret_id=first)["data"]
+    assert info["secret_id_num_uses"] == SECRET_ID_NUM_USES
+    assert 0 < info["secret_id_ttl"] <= 720 * 3600
+    vault.bootstrap(platform)
+    second = (vdir / "audit-secret-id").read_text()
+    vault.bootstrap(platform)
+    third = (vdir / "audit-secret-id").read_text()
+    assert len({first, second, third}) == 3
+    # the newest and the one before it log in (a process may have read the file just now)
+    assert _login(platform, role_id, third) and _login(platform, role_id, second)
+    assert not _login(platform, role_id, first)
+
+
+def test_vault_audit_device_records_requests_without_secret_values(platform: Settings):
+    value = "audited-" + os.urandom(8).hex()
+    vault.put_secret(vault.client(platform), "audit-device/probe", "k", value)
+    log = platform.dir("vault", "audit.log")
+    assert log.stat().st_mode & 0o777 == 0o600
+    text = log.read_text()
+    paths = [json.loads(line).get("request", {}).get("path") for line in text.splitlines()]
+    assert "secret/data/suite/audit-device/probe" in paths
+    assert value not in text  # request bodies are HMAC-ed
+
+
+def test_audit_records_are_signed_by_the_audit_key(platform: Settings):
+    record = audit.append(platform, action="test.vault-policies", subject="audit key")
+    assert record.signature.startswith("transit:suite-audit:vault:v")
+    assert audit.verify(platform).ok
