@@ -19,6 +19,8 @@ from tasks.canary.sequential import (
     InvalidCounts,
     RateMonitor,
     SequentialResult,
+    _tilt_loglik_direct,
+    _tilt_loglik_saddle,
     tilt_loglik,
 )
 
@@ -94,6 +96,62 @@ def test_tilt_likelihood_matches_enumeration_of_allocations(x: list[int], y: lis
     n = [a + b for a, b in zip(x, y, strict=True)]
     for index in (0, 30, 50, 64, 100):
         assert got[index] == pytest.approx(brute_tilt(x, n, TILT_GRID[index]), abs=1e-9)
+
+
+@pytest.mark.parametrize(("x", "y"), [([1, 0, 2, 1], [3, 2, 0, 1]),
+                                      ([0, 1, 1, 0, 2], [1, 0, 3, 2, 0]),
+                                      ([2, 0, 0, 0, 0, 1], [0, 1, 0, 2, 0, 1])])  # far buckets
+def test_direct_tilt_matches_enumeration_at_every_grid_point(x: list[int], y: list[int]) -> None:
+    xa, ya = np.array(x, float), np.array(y, float)
+    n = xa + ya
+    got = _tilt_loglik_direct(xa, n, TILT_GRID, float(n.sum()), float(xa.sum()))
+    assert got is not None
+    for index, beta in enumerate(TILT_GRID):
+        assert got[index] == pytest.approx(brute_tilt(x, [int(v) for v in n], beta), abs=1e-9)
+
+
+def test_direct_and_saddle_tilt_agree_on_random_counts() -> None:
+    """The fast path and the general one compute the same exact ratio (1000 random cases over
+    20 buckets, the canary's share the smaller one as tilt_loglik arranges)."""
+    rng = np.random.default_rng(7)
+    compared = 0
+    for _ in range(1000):
+        x, y = np.zeros(20), np.zeros(20)
+        used = rng.choice(20, int(rng.integers(2, 21)), replace=False)
+        x[used] = rng.poisson(rng.uniform(0, 2), used.size)
+        y[used] = rng.poisson(rng.uniform(0, 30), used.size)
+        n = x + y
+        total, m = float(n.sum()), float(x.sum())
+        if m == 0 or 2 * m > total or np.count_nonzero(n) < 2:
+            continue
+        direct = _tilt_loglik_direct(x, n, TILT_GRID, total, m)
+        if direct is None:
+            continue
+        saddle = _tilt_loglik_saddle(x, n, TILT_GRID, total, m)
+        assert np.all(np.isfinite(saddle))
+        assert np.allclose(direct, saddle, rtol=1e-9, atol=1e-9)
+        compared += 1
+    assert compared > 500
+
+
+def test_direct_tilt_leaves_many_observations_to_the_saddle_path() -> None:
+    x = np.array([0, 50, 30, 5, 0], float)
+    y = np.array([900, 1200, 400, 100, 3], float)
+    n = x + y
+    assert _tilt_loglik_direct(x, n, TILT_GRID, float(n.sum()), float(x.sum())) is None
+    assert np.all(np.isfinite(tilt_loglik(x, y, TILT_GRID)))
+
+
+def test_saddle_tilt_is_finite_at_the_grid_ends_over_twenty_buckets() -> None:
+    """Found by comparing the two paths: 8 Newton steps left the saddle short at beta = -5 over
+    buckets 0..19, and the coefficient underflowed to log(0)."""
+    x = np.array([0] * 10 + [4, 2, 0, 0, 0, 6, 2, 1, 1, 2], float)
+    y = np.array([32, 22] + [0] * 8 + [21, 35, 0, 0, 0, 28, 34, 36, 29, 26], float)
+    n = x + y
+    saddle = _tilt_loglik_saddle(x, n, TILT_GRID, float(n.sum()), float(x.sum()))
+    direct = _tilt_loglik_direct(x, n, TILT_GRID, float(n.sum()), float(x.sum()))
+    assert np.all(np.isfinite(saddle)) and direct is not None
+    assert np.allclose(direct, saddle, rtol=1e-9, atol=1e-9)
 
 
 def test_tilt_likelihood_has_expectation_one_under_the_central_hypergeometric() -> None:
