@@ -204,8 +204,13 @@ def render(rows: list[str], aa: list[str], trials: int, elapsed: float) -> str:
 def write(section: str) -> None:
     text = RESULTS.read_text()
     pattern = re.compile(r"^## Sequential canary analysis\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
+    found = pattern.search(text)
+    if found:  # keep the real-platform part (bench/canary_real.py writes it)
+        kept = found.group(0)
+        real = kept[kept.index("### On the real platform"):] if "### On the real platform" \
+            in kept else ""
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n" + real
+                           if real else section + "\n", text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
