@@ -38,3 +38,9 @@ def test_no_figure_for_a_promoted_release_or_one_without_a_canary() -> None:
     assert canary_seconds(stages, "promoted") is None
     assert canary_seconds([("plan", 1.0), ("deploy-first", 3.0)], "rolled_back") is None
     assert report_stages("no table here") == []
+
+
+def test_the_warm_up_before_the_weight_is_not_canary_traffic() -> None:
+    warmed = [*STAGES[:3], ("warm-up canary", 3.1, "ok"), *STAGES[3:]]
+    stages = report_stages(render(record("rolled_back", warmed), pictures=False))
+    assert canary_seconds(stages, "rolled_back") == 1.6
