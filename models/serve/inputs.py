@@ -33,6 +33,32 @@ def _non_number(values: Any) -> str:
     return ""
 
 
+#: what the fast path takes as a number (``bool`` is a subclass of ``int``, not one of these)
+_NUMBER_TYPES = frozenset((float, int))
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _fast_batch(inputs: list[Any], feature_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The common case in a few C calls: rows that are flat lists of JSON numbers of the model's
+    width, finite in float32. Anything else (None) goes to :func:`_batch`, which names the
+    problem; both accept exactly the same bodies, this one only costs less (no dtype inference,
+    no text scan, no error-state context)."""
+    if len(feature_shape) != 1:
+        return None
+    width = feature_shape[0]
+    numbers = _NUMBER_TYPES.issuperset
+    for row in inputs:
+        if type(row) is not list or len(row) != width or not numbers(map(type, row)):
+            return None
+    try:
+        arr = np.array(inputs, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):  # an integer beyond a double: precise path
+        return None
+    if not (-_FLOAT32_MAX <= arr.min() and arr.max() <= _FLOAT32_MAX):  # NaN fails too
+        return None
+    return arr.astype(np.float32)
+
+
 def _decode(body: bytes) -> Any:
     try:
         return jsonio.loads(body)
@@ -101,6 +127,9 @@ def _batch(inputs: Any, body: bytes, feature_shape: tuple[int, ...], max_rows: i
     if len(inputs) > max_rows:
         raise BadInput(413, "too_many_rows",
                        f"'inputs' has {len(inputs)} rows (at most {max_rows} per request)")
+    fast = _fast_batch(inputs, feature_shape)
+    if fast is not None:
+        return fast
     try:
         arr = np.asarray(inputs)
         if arr.dtype == object and not _non_number(inputs):  # integers beyond int64

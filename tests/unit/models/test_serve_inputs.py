@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from models.serve import inputs as inputs_mod
 from models.serve.errors import BadInput
 from models.serve.inputs import parse_body
 
@@ -120,3 +121,28 @@ def test_json_io_with_and_without_orjson(
     out = jsonio.dumps({"v": "1", "outputs": {"label": np.array([3]),
                                               "p": np.array([[0.5, 0.25]], dtype=np.float32)}})
     assert json.loads(out) == {"v": "1", "outputs": {"label": [3], "p": [[0.5, 0.25]]}}
+
+
+@pytest.mark.parametrize("raw", [
+    body([ROW]), body([ROW, [4, 5, 6, 7]]), body([[1, 2.5, -3, 1e-5]]), body([[True, 1, 2, 3]]),
+    body([[None, 1, 2, 3]]), body([["1.5", 1, 2, 3]]), body([[1e39, 1, 2, 3]]),
+    body([[-3.4e38, 3.4e38, 0, 0]]), body([[10**30, 1, 2, 3]]), b'{"inputs": [[1e400, 1, 2, 3]]}',
+    body([[1, 2, 3]]), body([ROW, [1, 2]]), body([[ROW, ROW, ROW, ROW]]), body([{"a": 1}]),
+])
+def test_fast_path_accepts_and_refuses_exactly_what_the_precise_path_does(raw: bytes) -> None:
+    """The one-pass fast path only costs less: for every body the answer (array or refusal) is
+    the precise path's."""
+    def outcome(fast: bool) -> object:
+        original = inputs_mod._fast_batch
+        if not fast:
+            inputs_mod._fast_batch = lambda rows, shape: None
+        try:
+            x = parse_body(raw, SHAPE, 16)
+        except BadInput as exc:
+            return (exc.status, exc.code, exc.detail)
+        finally:
+            inputs_mod._fast_batch = original
+        assert x.dtype == np.float32 and x.flags.c_contiguous
+        return x.tolist()
+
+    assert outcome(fast=True) == outcome(fast=False)
