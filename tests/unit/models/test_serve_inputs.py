@@ -129,20 +129,18 @@ def test_json_io_with_and_without_orjson(
     body([[-3.4e38, 3.4e38, 0, 0]]), body([[10**30, 1, 2, 3]]), b'{"inputs": [[1e400, 1, 2, 3]]}',
     body([[1, 2, 3]]), body([ROW, [1, 2]]), body([[ROW, ROW, ROW, ROW]]), body([{"a": 1}]),
 ])
-def test_fast_path_accepts_and_refuses_exactly_what_the_precise_path_does(raw: bytes) -> None:
+def test_fast_path_accepts_and_refuses_exactly_what_the_precise_path_does(
+        raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """The one-pass fast path only costs less: for every body the answer (array or refusal) is
     the precise path's."""
-    def outcome(fast: bool) -> object:
-        original = inputs_mod._fast_batch
-        if not fast:
-            inputs_mod._fast_batch = lambda rows, shape: None
+    def outcome() -> object:
         try:
             x = parse_body(raw, SHAPE, 16)
         except BadInput as exc:
             return (exc.status, exc.code, exc.detail)
-        finally:
-            inputs_mod._fast_batch = original
         assert x.dtype == np.float32 and x.flags.c_contiguous
         return x.tolist()
 
-    assert outcome(fast=True) == outcome(fast=False)
+    fast = outcome()
+    monkeypatch.setattr(inputs_mod, "_fast_batch", lambda rows, shape: None)
+    assert fast == outcome()
