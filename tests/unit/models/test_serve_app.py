@@ -192,3 +192,21 @@ def test_not_ready_until_loaded(sklearn_onnx: Path) -> None:
         assert resp.status_code == 503 and resp.json()["error"] == "not_ready"
 
     run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario, load=False)
+
+
+def test_request_histogram_counts_each_bound_inclusively() -> None:
+    """The hot-path histogram is Prometheus' own: a value on a bound counts in that bucket."""
+    from models.serve.metrics import LATENCY_BUCKETS, ServerMetrics
+
+    metrics = ServerMetrics()
+    metrics.bind("m", "1", "u")
+    for seconds in (LATENCY_BUCKETS[0], LATENCY_BUCKETS[0] * 1.01, 99.0):
+        metrics.observe_request(200, seconds)
+    text = metrics.render().decode()
+    labels = 'model="m",version="1"'
+    assert f'model_server_request_duration_seconds_bucket{{le="0.0001",{labels}}} 1.0' in text
+    assert f'model_server_request_duration_seconds_bucket{{le="0.00025",{labels}}} 2.0' in text
+    assert f'model_server_request_duration_seconds_bucket{{le="10.0",{labels}}} 2.0' in text
+    assert f'model_server_request_duration_seconds_bucket{{le="+Inf",{labels}}} 3.0' in text
+    assert f'model_server_requests_total{{code="200",{labels}}} 3.0' in text
+    assert f"model_server_batch_size_count{{{labels}}} 0.0" in text  # bound, not yet observed
