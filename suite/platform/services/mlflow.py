@@ -29,6 +29,9 @@ class MlflowService(Service):
             "--artifacts-destination", str(self.state_dir / "artifacts"),
             "--host", self.settings.host, "--port", str(self.port),
             "--workers", "2",
+            # uvicorn kills a worker that does not answer its parent's ping within 5 s: on a busy
+            # host a worker still importing mlflow missed it, was restarted, and missed it again
+            "--uvicorn-opts", "--timeout-worker-healthcheck 60",
         ]
 
     def healthy(self) -> bool:
