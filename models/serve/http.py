@@ -119,31 +119,55 @@ def error_response(status: int, code: str, detail: str,
 Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
 
 
+#: the fixed parts of answer heads, by (status, content type, headers, close, keep-alive 1.0)
+_HeadKey = tuple[int, str, tuple[tuple[str, str], ...], bool, bool]
+_HEAD_PARTS: dict[_HeadKey, tuple[bytes, bytes]] = {}
+
+
+def _head_parts(status: int, response: Response, close: bool, keep_alive_1_0: bool
+                ) -> tuple[bytes, bytes]:
+    """What comes before the Content-Length value and after the Date line: the same few
+    combinations every time, so they are encoded once (a head is then one bytes format)."""
+    key = (status, response.content_type, response.headers, close, keep_alive_1_0)
+    parts = _HEAD_PARTS.get(key)
+    if parts is None:
+        before = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+                  f"Content-Type: {response.content_type}\r\nContent-Length: ")
+        after = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
+        if close:
+            after += "Connection: close\r\n"
+        elif keep_alive_1_0:  # HTTP/1.0 clients reuse the connection only when told so
+            after += "Connection: keep-alive\r\n"
+        parts = (before.encode("latin-1"), (after + "\r\n").encode("latin-1"))
+        if len(_HEAD_PARTS) < 256:  # statuses x content types x a few headers: small
+            _HEAD_PARTS[key] = parts
+    return parts
+
+
 def _head_bytes(status: int, response: Response, length: int, close: bool,
                 keep_alive_1_0: bool = False) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-             f"Content-Type: {response.content_type}\r\nContent-Length: {length}\r\n"
-             f"Date: {http_date()}\r\n"]
-    for name, value in response.headers:
-        lines.append(f"{name}: {value}\r\n")
-    if close:
-        lines.append("Connection: close\r\n")
-    elif keep_alive_1_0:  # HTTP/1.0 clients reuse the connection only when told so
-        lines.append("Connection: keep-alive\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    before, after = _head_parts(status, response, close, keep_alive_1_0)
+    return b"%b%d\r\nDate: %b\r\n%b" % (before, length, _date_bytes(), after)
 
 
-_date: tuple[int, str] = (0, "")
+_date: tuple[int, str, bytes] = (0, "", b"")
 
 
 def http_date() -> str:
     """The ``Date`` value (IMF-fixdate), formatted once a second."""
+    return _date[1] if _date[0] == int(time.time()) else _new_date()[1]
+
+
+def _date_bytes() -> bytes:
+    return _date[2] if _date[0] == int(time.time()) else _new_date()[2]
+
+
+def _new_date() -> tuple[int, str, bytes]:
     global _date
     now = int(time.time())
-    if _date[0] != now:
-        _date = (now, formatdate(now, usegmt=True))
-    return _date[1]
+    text = formatdate(now, usegmt=True)
+    _date = (now, text, text.encode("ascii"))
+    return _date
 
 
 @dataclass
