@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from policies.canary import CanaryTemplate, SequentialMetric
 from policies.canary import load as load_template
 from suite.errors import ConfigError
+from suite.platform import credentials
 from suite.services.spec import Step
 from suite.settings import Settings
 from tasks.canary.analysis import AnalysisResult, collect, judge, measure
@@ -248,6 +249,8 @@ def provider_for(template: CanaryTemplate, settings: Settings) -> MetricProvider
     options = dict(template.provider_options)
     if template.provider == "prometheus" and options.get("address") in (None, "local"):
         options["address"] = settings.url("prometheus")
+        options["headers"] = {**dict(options.get("headers") or {}),
+                              **credentials.basic_auth(settings, "prometheus")}
     return get_provider(template.provider, **options)
 
 

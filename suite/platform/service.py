@@ -37,9 +37,10 @@ def find_binary(name: str, hint: str) -> str:
     raise MissingBinary(f"'{name}' is not installed: {hint} (or run `make install`)")
 
 
-def http_ok(url: str, timeout: float = 2.0, ok: tuple[int, ...] = (200,)) -> bool:
+def http_ok(url: str, timeout: float = 2.0, ok: tuple[int, ...] = (200,),
+            headers: dict[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=timeout).status_code in ok
+        return httpx.get(url, timeout=timeout, headers=headers).status_code in ok
     except httpx.HTTPError:
         return False
 

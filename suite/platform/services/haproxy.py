@@ -19,6 +19,8 @@ from pathlib import Path
 
 from suite.errors import DeployError, SuiteError
 from suite.haproxy import RouteStore, RuntimeApi, backend_name, render_routes
+from suite.platform import credentials
+from suite.platform.files import atomic_write
 from suite.platform.service import Service, http_ok
 
 #: how long a reload may take before it is an error (the new worker must list the backends)
@@ -122,6 +124,8 @@ frontend metrics
     http-request use-service prometheus-exporter if {{ path /metrics }}
     stats enable
     stats uri /stats
+    stats realm suite
+    stats auth {credentials.USER}:{credentials.password(self.settings, "haproxy")}
 
 backend unrouted
 {unrouted}
@@ -132,7 +136,8 @@ backend unrouted
     def prepare(self) -> None:
         super().prepare()
         self.routes.folder.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.render(at_start=True))
+        # 0600: the file holds the stats page's password
+        atomic_write(self.config_path, self.render(at_start=True), mode=0o600)
         # HAProxy's own exporter is always scraped (per-server responses, weights, status)
         targets = self.settings.dir("prometheus", "targets")
         targets.mkdir(parents=True, exist_ok=True)
@@ -145,7 +150,7 @@ backend unrouted
         """Render the configuration from the route records, check it, reload the master."""
         text = self.render()
         candidate = self.state_dir / "haproxy.cfg.new"
-        candidate.write_text(text)
+        atomic_write(candidate, text, mode=0o600)
         check = subprocess.run([self.binary("haproxy"), "-c", "-q", "-f", str(candidate)],
                                capture_output=True, text=True, check=False)
         if check.returncode != 0:

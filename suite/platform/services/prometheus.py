@@ -1,7 +1,9 @@
 """Prometheus: scrapes itself and every target file dropped into ``prometheus/targets``.
 
 Releases add their targets with file-based discovery; the scrape interval is short (1 s) so each
-canary analysis step has enough points.
+canary analysis step has enough points. Its API and UI answer only with the platform's
+credential (a web config with basic auth, :mod:`suite.platform.credentials`), and it runs
+without the lifecycle API: nobody can ``POST /-/quit`` it to make every canary read ERROR.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from suite.platform.files import free_space
+from suite.platform import credentials
+from suite.platform.files import atomic_write, free_space
 from suite.platform.service import Service, http_ok
 
 SCRAPE_INTERVAL = "1s"
@@ -32,12 +35,18 @@ class PrometheusService(Service):
         super().prepare()
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "data").mkdir(exist_ok=True)
+        secret = credentials.password(self.settings, "prometheus")
+        atomic_write(self.web_config, "basic_auth_users:\n"
+                     f"  {credentials.USER}: {credentials.bcrypt_hash(secret)}\n", mode=0o600)
         (self.state_dir / "prometheus.yml").write_text(
             f"""global:
   scrape_interval: {SCRAPE_INTERVAL}
   evaluation_interval: {SCRAPE_INTERVAL}
 scrape_configs:
   - job_name: prometheus
+    basic_auth:
+      username: {credentials.USER}
+      password_file: {credentials.path(self.settings, "prometheus")}
     static_configs:
       - targets: ["{self.settings.host}:{self.port}"]
   - job_name: suite
@@ -58,18 +67,23 @@ scrape_configs:
 """
         )
 
+    @property
+    def web_config(self) -> Path:
+        return self.state_dir / "web.yml"
+
     def argv(self) -> list[str]:
         return [
             self.binary("prometheus"),
             f"--config.file={self.state_dir / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.state_dir / 'data'}",
             f"--web.listen-address={self.settings.host}:{self.port}",
-            "--web.enable-lifecycle",
+            f"--web.config.file={self.web_config}",
             "--storage.tsdb.retention.time=7d",
         ]
 
     def healthy(self) -> bool:
-        return http_ok(self.url + "/-/ready")
+        return http_ok(self.url + "/-/ready",
+                       headers=credentials.basic_auth(self.settings, "prometheus"))
 
     def detail(self) -> str:
         data = self.state_dir / "data"

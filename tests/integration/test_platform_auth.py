@@ -1,0 +1,58 @@
+"""Doors with locks (issue 13, item 1, the part that has landed): Prometheus and HAProxy's stats
+page answer 401 without the platform's credential; Prometheus has no lifecycle API, so nobody
+can ``POST /-/quit`` it. Against the real services of the session platform."""
+
+from __future__ import annotations
+
+import stat
+
+import httpx
+import pytest
+
+from suite.platform import credentials
+from suite.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_prometheus_answers_401_without_the_credential(platform: Settings) -> None:
+    url = platform.url("prometheus")
+    for path in ("/api/v1/query?query=up", "/graph", "/-/ready", "/api/v1/targets"):
+        resp = httpx.get(f"{url}{path}", timeout=10)
+        assert resp.status_code == 401, (path, resp.status_code)
+    wrong = httpx.get(f"{url}/api/v1/query", params={"query": "up"}, auth=(credentials.USER, "x"),
+                      timeout=10)
+    assert wrong.status_code == 401
+    resp = httpx.get(f"{url}/api/v1/query", params={"query": "up"}, timeout=10,
+                     headers=credentials.basic_auth(platform, "prometheus"))
+    assert resp.status_code == 200 and resp.json()["status"] == "success"
+    # it scrapes itself with the credential: its own target is up
+    up = {r["metric"]["job"]: r["value"][1] for r in resp.json()["data"]["result"]}
+    assert up.get("prometheus") == "1", up
+
+
+def test_prometheus_cannot_be_shut_down_over_http(platform: Settings) -> None:
+    url = platform.url("prometheus")
+    auth = credentials.basic_auth(platform, "prometheus")
+    assert httpx.post(f"{url}/-/quit", timeout=10).status_code == 401
+    refused = httpx.post(f"{url}/-/quit", timeout=10, headers=auth)
+    assert refused.status_code == 403 and "not enabled" in refused.text, refused.text
+    assert httpx.get(f"{url}/-/ready", timeout=10, headers=auth).status_code == 200
+
+
+def test_haproxy_stats_page_answers_401_without_the_credential(platform: Settings) -> None:
+    url = f"http://{platform.host}:{platform.port('haproxy_metrics')}"
+    assert httpx.get(f"{url}/stats", timeout=10).status_code == 401
+    ok = httpx.get(f"{url}/stats", timeout=10, headers=credentials.basic_auth(platform, "haproxy"))
+    assert ok.status_code == 200 and "Statistics Report" in ok.text
+    # Prometheus' scrape of the router's own exporter is unchanged
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+
+
+def test_the_credentials_and_the_config_holding_them_are_private(platform: Settings) -> None:
+    for service in credentials.SERVICES:
+        mode = credentials.path(platform, service).stat().st_mode
+        assert stat.S_IMODE(mode) == 0o600, (service, oct(mode))
+    assert stat.S_IMODE(credentials.path(platform, "haproxy").parent.stat().st_mode) == 0o700
+    for held in (platform.dir("haproxy", "haproxy.cfg"), platform.dir("prometheus", "web.yml")):
+        assert stat.S_IMODE(held.stat().st_mode) == 0o600, held
