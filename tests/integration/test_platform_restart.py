@@ -6,6 +6,8 @@ the local PostgreSQL cluster.
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ from mlflow import MlflowClient
 from suite import vault
 from suite.platform import manager
 from suite.settings import Settings
+from suite.vault_policy import Purpose
 from tests.conftest import free_ports, prefect_api
 
 pytestmark = pytest.mark.integration
@@ -43,6 +46,9 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
             "name": "keep-dep", "flow_id": flow["id"], "work_pool_name": "suite"})
         assert dep.status_code in (200, 201), dep.text
 
+        init = json.loads((vault.vault_dir(settings) / "init.json").read_text())
+        assert "root_token" not in init  # revoked after the bootstrap
+
         stopped = manager.down(settings)
         assert "vault" in stopped and "postgres" in stopped
         assert all(s.state == "down" for s in manager.status(settings))
@@ -51,6 +57,10 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         assert vault.get_secret(vault.client(settings), "keep/me", "k") == "v1"
         again = vault.root_client(settings).secrets.transit.read_key(name="suite-sign")
         assert again["data"]["keys"] == sign_key["data"]["keys"]
+        # the audit identity still signs after the restart (its rotated secret-id), and only it
+        signed = vault.signer_client(settings, Purpose.AUDIT).secrets.transit.sign_data(
+            name="suite-audit", hash_input=base64.b64encode(b"after restart").decode())
+        assert signed["data"]["signature"].startswith("vault:v")
         assert MlflowClient(settings.mlflow_uri).get_registered_model("keep-model").name
         got = prefect_api(api, "GET", "/deployments/name/keep-flow/keep-dep")
         assert got.status_code == 200 and got.json()["work_pool_name"] == "suite"
