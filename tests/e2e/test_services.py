@@ -296,9 +296,9 @@ def test_two_bad_canaries_at_once_each_rolled_back(
     assert notice["service"] == "hello" and notice["outcome"] == "rolled_back"
     assert notice["reason"] == rolled["reason"][:500] and notice["reason"]
     assert notice["run_url"].startswith(f"{release_platform.url('prefect')}/runs/flow-run/")
-    report = release_report(release_platform, rolled["release"])
-    assert report.startswith(f"# Release {rolled['release']} — ROLLED_BACK")
-    charts = re.findall(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", report)
+    markdown = release_report(release_platform, rolled["release"])
+    assert markdown.startswith(f"# Release {rolled['release']} — ROLLED_BACK")
+    charts = re.findall(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
     titles = [title for title, _ in charts]
     assert "weight and verdict of each step" in titles, titles
     assert any(t.startswith("step ") and "canary against stable" in t for t in titles), titles
