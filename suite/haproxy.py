@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from suite.platform.files import atomic_write
 CHECK = "check inter 1s fall 2 rise 2"
 #: per-server connection cap: a replica is never handed more than this at once (HAProxy queues)
 SERVER_MAXCONN = 256
+#: how long a server leaving a backend may finish the requests it is answering before the
+#: rest are cut (HAProxy's own server timeout is 30 s; a canary request takes milliseconds)
+DRAIN_SECONDS = 10.0
 
 
 def backend_name(service: str) -> str:
@@ -162,6 +166,14 @@ class RuntimeApi:
         self.timeout = timeout
 
     def command(self, line: str) -> str:
+        answer = self._send(line)
+        lowered = answer.lower()
+        refused = ("no such", "unknown", "require", "invalid")
+        if lowered.startswith(refused) or "not found" in lowered:
+            raise DeployError(f"HAProxy refused {line!r}: {answer}")
+        return answer
+
+    def _send(self, line: str) -> str:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(self.timeout)
@@ -177,12 +189,7 @@ class RuntimeApi:
             raise ServiceUnavailable(
                 f"HAProxy runtime API at {self.sock} does not answer ({exc}); `suite up`"
             ) from exc
-        answer = b"".join(chunks).decode(errors="replace").strip()
-        lowered = answer.lower()
-        refused = ("no such", "unknown", "require", "invalid")
-        if lowered.startswith(refused) or "not found" in lowered:
-            raise DeployError(f"HAProxy refused {line!r}: {answer}")
-        return answer
+        return b"".join(chunks).decode(errors="replace").strip()
 
     def set_server(self, backend: str, server: str, *, address: str | None = None,
                    port: int | None = None, weight: int | None = None,
@@ -218,6 +225,33 @@ class RuntimeApi:
                                     admin_state, op))
         return rows
 
+    def sessions(self, backend: str) -> dict[str, int]:
+        """Requests each server of ``backend`` is answering or has queued (``show stat``'s
+        ``scur`` + ``qcur``)."""
+        # not command(): a health check's last status may read "Not Found", which is no refusal
+        text = self._send(f"show stat {backend} 4 -1")
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if not lines or not lines[0].startswith("#"):
+            raise DeployError(f"HAProxy's show stat for {backend} answered {text[:200]!r}")
+        header = lines[0].lstrip("# ").split(",")
+        sv, scur, qcur = header.index("svname"), header.index("scur"), header.index("qcur")
+        out: dict[str, int] = {}
+        for line in lines[1:]:
+            cols = line.split(",")
+            if len(cols) > max(sv, scur, qcur) and cols[0] == backend:
+                out[cols[sv]] = int(cols[scur] or 0) + int(cols[qcur] or 0)
+        return out
+
+    def drain(self, backend: str, names: list[str], timeout: float = DRAIN_SECONDS) -> None:
+        """Wait (at most ``timeout``) until the servers ``names``, already in maintenance, have
+        answered the requests they had: removing a server must not cut a request short."""
+        deadline = time.monotonic() + timeout
+        while names and time.monotonic() < deadline:
+            busy = self.sessions(backend)
+            if not any(busy.get(name, 0) for name in names):
+                return
+            time.sleep(0.05)
+
     def backends(self) -> set[str]:
         return {line.strip() for line in self.command("show backend").splitlines()
                 if line.strip() and not line.startswith("#")}
@@ -235,9 +269,12 @@ class RuntimeApi:
             else:
                 self.set_server(backend, server.name, weight=server.weight)
         wanted = {s.name for s in servers}
-        for name in sorted(present - wanted):
+        leaving = sorted(present - wanted)
+        for name in leaving:  # no new request; the ones it is answering go on
             self.command(f"set server {backend}/{name} state maint")
-            self.command(f"shutdown sessions server {backend}/{name}")
+        self.drain(backend, leaving)
+        for name in leaving:
+            self.command(f"shutdown sessions server {backend}/{name}")  # only stragglers
             answer = self.command(f"del server {backend}/{name}")
             if "deleted" not in answer.lower():
                 raise DeployError(f"HAProxy did not delete {backend}/{name}: {answer}")

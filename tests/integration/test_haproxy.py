@@ -125,6 +125,44 @@ def test_adding_a_service_reloads_without_dropping_requests(platform: Settings, 
     HaproxyRouter(platform).withdraw("keep")
 
 
+def test_a_server_leaving_finishes_the_requests_it_is_answering(platform: Settings, backends):
+    """Removing a server (a canary rolled back, an old stable after promotion) drains it: the
+    requests it is answering end with their answer, not a cut connection."""
+    slow = serve("slow", delay_s=1.5)
+    try:
+        routes = RouteStore(platform.dir("haproxy", "routes"))
+        routes.put(Route("drain", "drain.localhost", "/"))
+        HaproxyService(platform).reload()
+        router, rt = HaproxyRouter(platform), api(platform)
+        router.publish(Route("drain", "drain.localhost", "/", live=(
+            Server("canary-1-dddddd", slow.server_address[1], 100),)))
+        wait_up(rt, backend_name("drain"), {"canary-1-dddddd"})
+        got: dict[str, object] = {}
+
+        def call() -> None:
+            try:
+                resp = httpx.get(platform.url("haproxy"), headers={"Host": "drain.localhost"},
+                                 timeout=10)
+                got["answer"] = (resp.status_code, resp.text)
+            except httpx.HTTPError as exc:
+                got["answer"] = repr(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        deadline = time.monotonic() + 10
+        while rt.sessions(backend_name("drain")).get("canary-1-dddddd", 0) == 0:
+            assert time.monotonic() < deadline and caller.is_alive(), got
+            time.sleep(0.02)
+        router.publish(Route("drain", "drain.localhost", "/", live=(
+            Server("stable-1-eeeeee", backends["a"], 100),)))
+        caller.join(10)
+        assert got["answer"] == (200, "slow"), got
+        assert {s.name for s in rt.servers(backend_name("drain"))} == {"stable-1-eeeeee"}
+        router.withdraw("drain")
+    finally:
+        slow.shutdown()
+
+
 def test_unknown_server_is_a_deploy_error(platform: Settings):
     from suite.errors import DeployError
 

@@ -107,6 +107,9 @@ defaults
     # and is not retried: the canary analysis must see it
     retry-on conn-failure empty-response response-timeout
     option http-server-close
+    # on a reload the old process answers the next request of an idle keep-alive client
+    # (with Connection: close) instead of closing under it: no client sees a reset
+    option idle-close-on-response
 
 frontend release
     bind {host}:{self.port}
