@@ -260,9 +260,14 @@ def _token_valid(settings: Settings, path: Path) -> bool:
     except FileNotFoundError:
         return False
     try:
+        # False only when Vault says the token is not valid (403): a Vault that does not
+        # answer in time (a loaded host) must not read as "the admin token is gone"
         return bool(_client(settings, token).is_authenticated())
-    except (requests.RequestException, hvac.exceptions.VaultError):
-        return False
+    except (requests.RequestException, hvac.exceptions.VaultError) as exc:
+        raise ServiceUnavailable(
+            f"Vault at {settings.vault_addr} did not answer while checking the token in {path}: "
+            f"{type(exc).__name__}: {exc}; the token was not changed — run the command again "
+            f"(`suite status` shows Vault's health)") from exc
 
 
 _logins: dict[tuple[str, str, str], tuple[hvac.Client, float]] = {}
