@@ -19,6 +19,7 @@ themselves. No function here logs or raises a secret value.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -272,6 +273,8 @@ def _token_valid(settings: Settings, path: Path) -> bool:
 
 _logins: dict[tuple[str, str, str], tuple[hvac.Client, float]] = {}
 _logins_lock = threading.Lock()
+#: logins tried when Vault fails one with a storage conflict (500), waits doubling from 50 ms
+LOGIN_ATTEMPTS = 6
 
 
 def approle_login(settings: Settings, role_id_file: Path, secret_id_file: Path,
@@ -292,12 +295,22 @@ def approle_login(settings: Settings, role_id_file: Path, secret_id_file: Path,
         if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
         client = _client(settings)
-        try:
-            client.auth.approle.login(role_id=role_id, secret_id=secret_id)
-        except (hvac.exceptions.VaultError, requests.RequestException) as exc:
-            raise VaultError(f"AppRole login as {role} failed: {type(exc).__name__}; if the "
-                             f"secret-id expired or is used up, `suite up` issues a new one"
-                             ) from exc
+        for attempt in range(LOGIN_ATTEMPTS):
+            try:
+                client.auth.approle.login(role_id=role_id, secret_id=secret_id)
+                break
+            except hvac.exceptions.InternalServerError as exc:
+                # a secret-id with a use limit: two logins at once (two processes starting
+                # together) both spend a use, and OpenBao fails one with "transaction commit
+                # failed" instead of serialising them — a conflict, retried after a short wait
+                if attempt + 1 == LOGIN_ATTEMPTS:
+                    raise VaultError(f"AppRole login as {role} failed {LOGIN_ATTEMPTS} times: "
+                                     f"Vault answered {exc}") from exc
+                time.sleep(0.05 * 2 ** attempt * (1 + secrets.randbelow(1000) / 1000))
+            except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+                raise VaultError(f"AppRole login as {role} failed: {type(exc).__name__}; if the "
+                                 f"secret-id expired or is used up, `suite up` issues a new one"
+                                 ) from exc
         _logins[cache_key] = (client, time.monotonic() + LOGIN_REUSE_SECONDS)
         return client
 

@@ -99,3 +99,28 @@ def test_audit_records_are_signed_by_the_audit_key(platform: Settings):
     record = audit.append(platform, action="test.vault-policies", subject="audit key")
     assert record.signature.startswith("transit:suite-audit:vault:v")
     assert audit.verify(platform).ok
+
+
+LOGGER = """
+import sys
+from suite import vault
+from suite.settings import load
+from suite.vault_policy import Purpose
+for _ in range(int(sys.argv[1])):
+    vault._logins.clear()  # a new login each time, as separate processes make
+    vault.signer_client(load(), Purpose.AUDIT).auth.token.lookup_self()
+"""
+
+
+def test_logins_at_once_with_one_use_limited_secret_id_all_succeed(platform: Settings,
+                                                                    platform_env) -> None:
+    """Processes starting together (workers, flow runs) log in with the same secret-id at once:
+    each login spends one of its uses, and OpenBao fails one of two concurrent spends with a
+    storage conflict (500 "transaction commit failed"), which the login retries."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", LOGGER, "10"], env=platform_env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert all(code == 0 for code, _ in results), [err[-600:] for _, err in results]
