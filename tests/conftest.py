@@ -37,6 +37,21 @@ def prefect_api(api: str, method: str, path: str, *, json: object = None,
     return prefect_http.request(api, method, path, json=json, params=params)
 
 
+def flow_deployment(api: str, flow: str, name: str, entrypoint: str) -> str:
+    """A deployment on the platform's work pool of a flow file in this repository (the worker
+    runs it from the checkout): its id."""
+    flow_id = prefect_api(api, "POST", "/flows/", json={"name": flow}).json()["id"]
+    resp = prefect_api(api, "POST", "/deployments/", json={
+        "name": name, "flow_id": flow_id, "work_pool_name": "suite",
+        "entrypoint": entrypoint, "path": str(REPO),
+        "pull_steps": [{"prefect.deployments.steps.set_working_directory":
+                        {"directory": str(REPO)}}],
+        "enforce_parameter_schema": False,
+    })
+    assert resp.status_code in (200, 201), resp.text
+    return str(resp.json()["id"])
+
+
 def free_port(exclude: set[int] | None = None) -> int:
     """A free loopback port whose neighbour (port + 1) is free too (Vault's cluster port)."""
     exclude = exclude or set()

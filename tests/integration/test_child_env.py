@@ -14,7 +14,7 @@ from suite import engine as engine_mod
 from suite.settings import CHILD_ENV_NAMES, CHILD_ENV_PREFIXES, Settings
 from tasks.images import base as base_image
 from tasks.test_stage import run_in_image
-from tests.conftest import OPERATOR_SECRET, REPO, prefect_api
+from tests.conftest import OPERATOR_SECRET, flow_deployment, prefect_api
 from tests.integration.test_models_registry import wait_flow_run
 
 pytestmark = pytest.mark.integration
@@ -22,17 +22,10 @@ pytestmark = pytest.mark.integration
 
 def test_worker_flow_run_does_not_see_the_operators_secret(platform: Settings, tmp_path: Path):
     api = platform.prefect_api_url
-    flow = prefect_api(api, "POST", "/flows/", json={"name": "envcheck"}).json()
-    resp = prefect_api(api, "POST", "/deployments/", json={
-        "name": "envcheck", "flow_id": flow["id"], "work_pool_name": "suite",
-        "entrypoint": "tests/integration/envcheck_flow.py:envcheck", "path": str(REPO),
-        "pull_steps": [{"prefect.deployments.steps.set_working_directory":
-                        {"directory": str(REPO)}}],
-        "enforce_parameter_schema": False,
-    })
-    assert resp.status_code in (200, 201), resp.text
+    deployment = flow_deployment(api, "envcheck", "envcheck",
+                                 "tests/integration/envcheck_flow.py:envcheck")
     out = tmp_path / "env.json"
-    run = prefect_api(api, "POST", f"/deployments/{resp.json()['id']}/create_flow_run",
+    run = prefect_api(api, "POST", f"/deployments/{deployment}/create_flow_run",
                       json={"parameters": {"out": str(out)}}).json()
     assert wait_flow_run(api, run["id"], timeout=120)["state_type"] == "COMPLETED"
     names = set(json.loads(out.read_text()))

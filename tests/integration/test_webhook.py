@@ -23,7 +23,7 @@ from suite.webhook.replay import DeliveryLog
 from suite.webhook.server import WebhookApp, make_server
 from suite.webhook.trigger import DeploymentTrigger
 from suite.webhook.verify import hmac_hex
-from tests.conftest import REPO, prefect_api
+from tests.conftest import flow_deployment
 from tests.unit.webhook.repos import commit_manifest, register
 
 pytestmark = pytest.mark.integration
@@ -32,16 +32,8 @@ DEPLOYMENT = "webhook-probe/probe"
 
 @pytest.fixture(scope="module")
 def probe_deployment(platform: Settings) -> str:
-    api = platform.prefect_api_url
-    flow = prefect_api(api, "POST", "/flows/", json={"name": "webhook-probe"}).json()
-    resp = prefect_api(api, "POST", "/deployments/", json={
-        "name": "probe", "flow_id": flow["id"], "work_pool_name": "suite",
-        "entrypoint": "tests/integration/probe_flow.py:probe", "path": str(REPO),
-        "pull_steps": [{"prefect.deployments.steps.set_working_directory":
-                        {"directory": str(REPO)}}],
-        "enforce_parameter_schema": False,
-    })
-    assert resp.status_code in (200, 201), resp.text
+    flow_deployment(platform.prefect_api_url, "webhook-probe", "probe",
+                    "tests/integration/probe_flow.py:probe")
     return DEPLOYMENT
 
 
