@@ -3,12 +3,19 @@
 Order of checks, so that nothing unauthenticated can start a run or poison the replay log:
 size limit → signature (secret from Vault) → event type → delivery id → payload → registry
 (the repository's registered services, read at each request: services are added while the server
-runs; none → 403) → branch filter (each service's registered branch) → replay claim → trigger.
+runs; none → 403) → branch filter (each service's registered branch) → age (the payload's push
+time within ``max_age``, not more than ``max_skew`` ahead; no usable time → 403) → replay claim
+→ trigger.
 
 A repository may host several services: each one on the pushed branch gets its own run. The
 replay log holds ``provider:delivery:service``, so a delivery answered 502 because one service's
 run could not be started is accepted again on redelivery for that service only, while the runs
 it did start are not started twice; a delivery whose every service was claimed is a replay (409).
+Each service is also claimed under ``commit:<repository>:<sha>:<service>``: a second delivery id
+for the same commit (a forged or re-sent delivery with a fresh id) is a replay too.
+
+The HTTP server runs at most ``workers`` handlers at once and gives each socket ``timeout``
+seconds of silence (:class:`BoundedServer`).
 
 Nothing is done without its record: a push is audited (``webhook.push``) before any delivery is
 claimed or run started, and every refusal is audited before it is answered. When the audit trail
@@ -43,6 +50,7 @@ from suite.webhook.verify import (
     PushEvent,
     Rejected,
     branch_allowed,
+    check_age,
     check_signature,
     delivery_id,
     event_type,
@@ -56,6 +64,8 @@ SecretSource = Callable[[str], str]
 Audit = Callable[[str, str, str, dict[str, Any]], None]
 
 MAX_BODY = 1 << 20
+WORKERS = 8  # concurrent handler threads
+SOCKET_TIMEOUT = 10.0  # seconds a client may stay silent
 
 
 class Unrecorded(Exception):
@@ -73,6 +83,10 @@ class WebhookApp:
     max_body: int = MAX_BODY
     audit: Audit | None = None
     secret_ttl: float = 60.0
+    #: a push older than this (seconds, by its payload's timestamp) is refused; None: no check
+    max_age: float | None = None
+    max_skew: float = 300.0  # how far in the future a push may be dated (clock skew)
+    clock: Callable[[], float] = time.time
     _cache: dict[str, tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -130,6 +144,8 @@ class WebhookApp:
             self._audit("webhook.ignored", event.repository, "ignored", {"reason": plan.reason})
             return 200, {"status": "ignored", "reason": plan.reason,
                          "services": [r.service for r in matched]}
+        if self.max_age is not None:
+            check_age(event, self.clock(), self.max_age, self.max_skew)
         self._audit("webhook.push", f"{event.repository}@{event.branch}", "accepted",
                     {"sha": event.after, "delivery": event.delivery,
                      "services": [r.service for r in plan.start]})
@@ -143,9 +159,19 @@ class WebhookApp:
         unwritable: list[str] = []  # services whose replay claim could not be written
         for reg in plan.start:
             key = f"{event.provider}:{event.delivery}:{reg.service}"
+            commit = f"commit:{routing.identity(reg.repository)}:{event.after}:{reg.service}"
+            claimed = False
             try:
                 claimed = self.deliveries.claim(key)
+                if claimed and not self.deliveries.claim(commit):
+                    self.deliveries.release(key)  # another delivery id already released it
+                    claimed = False
             except SuiteError as exc:  # StorageError: the replay log cannot be written
+                if claimed:  # do not leave the delivery claimed: its redelivery must be taken
+                    try:
+                        self.deliveries.release(key)
+                    except SuiteError:
+                        pass
                 failed.append({"service": reg.service, "error": str(exc)})
                 unwritable.append(reg.service)
                 continue
@@ -155,6 +181,7 @@ class WebhookApp:
             try:
                 started = self.trigger(event, reg.service)
             except SuiteError as exc:
+                self.deliveries.release(commit)
                 self.deliveries.release(key)
                 self._audit_after("webhook.trigger", f"{reg.service}@{event.branch}", "error",
                                   {"error": str(exc), "repository": event.repository},
@@ -183,8 +210,9 @@ class WebhookApp:
             return 502, {"error": "; ".join(f"{f['service']}: {f['error']}" for f in failed),
                          "failed": failed, **summary}
         if not runs:
-            raise Rejected(409, f"delivery {event.delivery} was already received (replay "
-                                f"refused; services: {', '.join(replayed)})")
+            raise Rejected(409, f"delivery {event.delivery} (commit {event.after} of "
+                                f"{event.repository}) was already received (replay refused; "
+                                f"services: {', '.join(replayed)})")
         statuses = {r["status"] for r in runs}
         return 202, {"status": statuses.pop() if len(statuses) == 1 else "started", **summary}
 
@@ -213,9 +241,47 @@ class WebhookApp:
                   flush=True)
 
 
-def make_server(app: WebhookApp, host: str, port: int) -> ThreadingHTTPServer:
+class BoundedServer(ThreadingHTTPServer):
+    """At most ``workers`` handler threads. A connection over the bound waits in the accept
+    loop (the listen backlog queues the rest) for up to ``timeout`` seconds, then is closed:
+    idle sockets cannot make the server spawn threads without bound. Each handler's socket has
+    the same timeout, so a client that sends nothing, or stalls mid-request, is cut."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 workers: int, timeout: float) -> None:
+        super().__init__(address, handler)
+        self.workers = workers
+        self.socket_timeout = timeout
+        self._slots = threading.BoundedSemaphore(workers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(timeout=self.socket_timeout):
+            print(f"webhook {client_address[0]}: all {self.workers} handlers busy for "
+                  f"{self.socket_timeout:.0f} s; connection closed", file=sys.stderr, flush=True)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_server(app: WebhookApp, host: str, port: int, workers: int = WORKERS,
+                timeout: float = SOCKET_TIMEOUT) -> BoundedServer:
+    limit = timeout
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "suite-webhook"
+        timeout = limit  # StreamRequestHandler.setup sets it on the socket
 
         def _send(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
@@ -246,12 +312,27 @@ def make_server(app: WebhookApp, host: str, port: int) -> ThreadingHTTPServer:
                 self._send(413, {"error": f"body of {length} bytes exceeds the limit of "
                                           f"{app.max_body} bytes"})
                 return
-            body = self.rfile.read(length)
-            status, answer = app.handle(parts[1], dict(self.headers.items()), body)
+            try:
+                body = self.rfile.read(length)
+            except TimeoutError:
+                self.close_connection = True
+                self.log_message("body not received within %s s; connection closed", timeout)
+                return
+            if len(body) < length:
+                self.close_connection = True
+                self._send(400, {"error": f"body ended after {len(body)} of the {length} bytes "
+                                          f"its Content-Length announced"})
+                return
+            try:
+                status, answer = app.handle(parts[1], dict(self.headers.items()), body)
+            except Exception as exc:  # a bug must still answer, never leave the forge hanging
+                print(f"webhook: handler error {type(exc).__name__}: {exc}", file=sys.stderr,
+                      flush=True)
+                status, answer = 500, {"error": f"internal error ({type(exc).__name__})"}
             self._send(status, answer)
 
         def log_message(self, fmt: str, *args: object) -> None:
             # request lines only: never headers or bodies (they carry signatures/tokens)
             print(f"webhook {self.address_string()} {fmt % args}", flush=True)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return BoundedServer((host, port), Handler, workers, timeout)

@@ -7,6 +7,7 @@ without the prefix (``X-Gitea-Signature``), GitLab sends the shared token itself
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import hashlib
 import hmac
@@ -43,6 +44,8 @@ class PushEvent:
     #: every URL the payload gives for the repository (clone, web, ssh), the first one the
     #: clone URL: what the registry is searched by
     urls: tuple[str, ...] = ()
+    #: when the push happened (epoch seconds) per the payload, None when it says nothing usable
+    pushed_at: float | None = None
 
 
 def _h(headers: Mapping[str, str], name: str) -> str:
@@ -54,24 +57,53 @@ def hmac_hex(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+SIGNATURE_HEADERS = {"github": "X-Hub-Signature-256", "gitea": "X-Gitea-Signature",
+                     "gitlab": "X-Gitlab-Token"}
+HEX_LENGTH = 64  # hex digits of an HMAC-SHA256
+MAX_TOKEN = 1024  # longest X-Gitlab-Token looked at
+
+
+def _ascii_header(name: str, value: str) -> bytes:
+    """The header as ASCII bytes, or 400: ``hmac.compare_digest`` raises on non-ASCII str, and
+    a handler that dies on it answers nothing (http.server decodes headers as Latin-1)."""
+    try:
+        return value.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise Rejected(400, f"{name} holds non-ASCII characters (at position {exc.start}); "
+                            f"expected the ASCII value the forge sends") from exc
+
+
 def check_signature(provider: str, headers: Mapping[str, str], body: bytes, secret: str) -> None:
-    if provider == "github":
-        given = _h(headers, "X-Hub-Signature-256")
-        if not given.startswith("sha256="):
-            raise Rejected(401, "missing or malformed X-Hub-Signature-256 (expected sha256=<hex>)")
-        ok = hmac.compare_digest(given[7:], hmac_hex(secret, body))
-    elif provider == "gitea":
-        given = _h(headers, "X-Gitea-Signature")
-        if not given:
-            raise Rejected(401, "missing X-Gitea-Signature")
-        ok = hmac.compare_digest(given, hmac_hex(secret, body))
-    elif provider == "gitlab":
-        given = _h(headers, "X-Gitlab-Token")
-        if not given:
-            raise Rejected(401, "missing X-Gitlab-Token")
-        ok = hmac.compare_digest(given.encode(), secret.encode())
-    else:
+    """401 for a missing or wrong signature, 400 for one that cannot be a signature at all
+    (non-ASCII, wrong length, not hex). Comparisons are on equal-length ASCII bytes only."""
+    name = SIGNATURE_HEADERS.get(provider)
+    if name is None:
         raise Rejected(404, f"unknown provider {provider!r} (known: {', '.join(PROVIDERS)})")
+    given = _h(headers, name).strip()
+    if not given:
+        raise Rejected(401, f"missing {name} header (the forge's webhook secret is not set?)")
+    raw = _ascii_header(name, given)
+    if provider == "gitlab":
+        if len(raw) > MAX_TOKEN:
+            raise Rejected(400, f"{name} is {len(raw)} bytes long, over the {MAX_TOKEN} a "
+                                f"token may have")
+        expected = secret.encode()
+        ok = len(raw) == len(expected) and hmac.compare_digest(raw, expected)
+    else:
+        digest = raw
+        if provider == "github":
+            if not raw.startswith(b"sha256="):
+                raise Rejected(400, f"{name} does not start with 'sha256=' (got "
+                                    f"{given[:16]!r}...; expected sha256=<64 hex digits>)")
+            digest = raw[7:]
+        if len(digest) != HEX_LENGTH:
+            raise Rejected(400, f"{name} has a digest of {len(digest)} characters, not "
+                                f"{HEX_LENGTH}; expected the HMAC-SHA256 of the body as "
+                                f"{HEX_LENGTH} hex digits")
+        if not all(c in b"0123456789abcdefABCDEF" for c in digest):
+            raise Rejected(400, f"{name} has a digest that is not all hex digits; expected the "
+                                f"HMAC-SHA256 of the body as {HEX_LENGTH} hex digits")
+        ok = hmac.compare_digest(digest.lower(), hmac_hex(secret, body).encode())
     if not ok:
         raise Rejected(401, f"{provider} signature does not match the secret in Vault")
 
@@ -123,8 +155,61 @@ def parse_push(provider: str, delivery: str, body: bytes) -> PushEvent:
         provider=provider, delivery=delivery, repository=str(name), ref=ref, branch=branch,
         before=str(data.get("before") or ""), after=after, pusher=str(pusher),
         deleted=bool(data.get("deleted")) or after == ZERO_SHA,
-        clone_url=urls[0] if urls else "", urls=urls,
+        clone_url=urls[0] if urls else "", urls=urls, pushed_at=push_time(data),
     )
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds of an int/float or an ISO 8601 string with an offset; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return when.timestamp() if when.tzinfo is not None else None
+    return None
+
+
+def push_time(data: Mapping[str, Any]) -> float | None:
+    """When the push happened: ``repository.pushed_at`` (GitHub, and `suite webhook deliver`:
+    the push itself), else the newest commit time (``head_commit.timestamp``: GitHub, Gitea;
+    ``commits[].timestamp``: GitLab). A commit time is when the commit was made, so an old
+    commit pushed late reads old: such a push is refused by the age limit (documented)."""
+    repo = data.get("repository")
+    if isinstance(repo, Mapping) and (pushed := _epoch(repo.get("pushed_at"))) is not None:
+        return pushed
+    head = data.get("head_commit")
+    if isinstance(head, Mapping) and (when := _epoch(head.get("timestamp"))) is not None:
+        return when
+    commits = data.get("commits")
+    times = [t for c in commits if isinstance(c, Mapping)
+             if (t := _epoch(c.get("timestamp"))) is not None] if isinstance(commits, list) else []
+    return max(times) if times else None
+
+
+def check_age(event: PushEvent, now: float, max_age: float, max_skew: float) -> None:
+    """403 for a delivery older than ``max_age`` or dated more than ``max_skew`` ahead, and for
+    one without a usable timestamp (it cannot be shown to be fresh: a captured delivery
+    replayed after its id left the replay log would otherwise start a release again)."""
+    if event.pushed_at is None:
+        raise Rejected(403, "the push payload has no usable timestamp (repository.pushed_at, "
+                            "head_commit.timestamp or commits[].timestamp), so its age cannot "
+                            "be checked against the limit of "
+                            f"{max_age:.0f} s; refused. Send one, or serve with --max-age 0 to "
+                            "turn the age check off")
+    age = now - event.pushed_at
+    if age > max_age:
+        raise Rejected(403, f"delivery is {age:.0f} s old (pushed at {event.pushed_at:.0f}), "
+                            f"over the limit of {max_age:.0f} s; refused as stale. Push again, "
+                            f"or raise `suite webhook serve --max-age`")
+    if -age > max_skew:
+        raise Rejected(403, f"delivery is dated {-age:.0f} s in the future (pushed at "
+                            f"{event.pushed_at:.0f}), over the allowed clock skew of "
+                            f"{max_skew:.0f} s; check the forge's and this host's clocks")
 
 
 #: where each forge puts the repository's URLs, clone URLs first (GitLab's ``project`` before

@@ -66,8 +66,8 @@ def hook_server(platform: Settings, probe_deployment: str, services: dict,
         secrets=lambda p: vault.get_secret(vault.worker_client(platform), f"webhook/{p}",
                                            "secret"),
         trigger=DeploymentTrigger(probe_deployment, platform.prefect_api_url),
-        deliveries=DeliveryLog(tmp_path_factory.mktemp("wh") / "deliveries.json"),
-        registrations=Registry(platform).all, max_body=64 * 1024,
+        deliveries=DeliveryLog(tmp_path_factory.mktemp("wh") / "deliveries.sqlite3"),
+        registrations=Registry(platform).all, max_body=64 * 1024, max_age=3600.0,
     )
     server = make_server(app, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -76,7 +76,8 @@ def hook_server(platform: Settings, probe_deployment: str, services: dict,
 
 
 def payload(clone_url: str, branch: str = "main", sha: str | None = None) -> bytes:
-    repository = {"full_name": "acme/svc", "clone_url": clone_url}
+    repository = {"full_name": "acme/svc", "clone_url": clone_url,
+                  "pushed_at": int(time.time())}
     return json.dumps({"ref": f"refs/heads/{branch}", "before": "0" * 39 + "1",
                        "after": sha or uuid.uuid4().hex + "abcdefgh",
                        "repository": repository,

@@ -15,6 +15,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,9 @@ def _audit_fn(settings: Settings) -> Callable[[str, str, str, dict[str, Any]], N
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout} must be more than 0 seconds (a silent "
+                          f"client is cut after it; the default is 10)")
     from suite.services.registry import Registry
     from suite.webhook.replay import DeliveryLog
     from suite.webhook.server import WebhookApp, make_server
@@ -61,13 +65,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                else DeploymentTrigger(args.deployment, api))
     app = WebhookApp(
         secrets=secrets, trigger=trigger,
-        deliveries=DeliveryLog(settings.dir("webhook", "deliveries.json")),
+        deliveries=DeliveryLog(settings.dir("webhook", "deliveries.sqlite3"),
+                               legacy=settings.dir("webhook", "deliveries.json")),
         registrations=registry.all, branches=args.branch or [], max_body=args.max_body,
-        audit=_audit_fn(settings),
+        audit=_audit_fn(settings), max_age=args.max_age or None, max_skew=args.max_skew,
     )
     port = args.port or settings.port("webhook")
     try:
-        server = make_server(app, settings.host, port)
+        server = make_server(app, settings.host, port, workers=args.workers,
+                             timeout=args.timeout)
     except OSError as exc:
         raise PortInUse(
             f"cannot listen on {settings.host}:{port} ({exc.strerror}); the platform's webhook "
@@ -105,7 +111,9 @@ def push_payload(repo: Path, ref: str, old: str, new: str, pusher: str) -> dict[
     return {
         "ref": ref, "before": old, "after": new, "deleted": deleted,
         "repository": {"name": name, "full_name": f"local/{name}",
-                       "clone_url": f"file://{repo.resolve()}"},
+                       "clone_url": f"file://{repo.resolve()}",
+                       # the push's own time, as GitHub sends it: the receiver's age check
+                       "pushed_at": int(time.time())},
         "pusher": {"login": pusher, "username": pusher},
         "commits": commits,
     }
@@ -171,6 +179,22 @@ def cmd_hooks_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     wh = sub.add_parser("webhook", help="git push webhooks that start releases")
     wsub = wh.add_subparsers(dest="webhook_command", required=True)
@@ -184,6 +208,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     serve.add_argument("--mode", choices=["deployment", "event"], default="deployment",
                        help="call run_deployment (default) or emit a git.push Prefect event")
     serve.add_argument("--max-body", type=int, default=1 << 20, help="bytes (default 1 MiB)")
+    serve.add_argument("--max-age", type=_seconds, default=3600.0,
+                       help="refuse a push whose payload timestamp is older (seconds, default "
+                            "3600; 0 turns the check off, undated pushes are then accepted)")
+    serve.add_argument("--max-skew", type=_seconds, default=300.0,
+                       help="refuse a push dated further ahead (seconds, default 300)")
+    serve.add_argument("--workers", type=_positive, default=8,
+                       help="concurrent handler threads (default 8); more connections wait, "
+                            "then are closed after --timeout")
+    serve.add_argument("--timeout", type=_seconds, default=10.0,
+                       help="seconds a client may stay silent before it is cut (default 10)")
     serve.set_defaults(func=cmd_serve)
     deliver = wsub.add_parser("deliver", help="post one pushed ref as a signed delivery")
     deliver.add_argument("--provider", choices=PROVIDERS, default="gitea")

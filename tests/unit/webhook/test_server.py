@@ -203,7 +203,7 @@ def test_an_unreadable_registry_is_503_and_the_delivery_stays_acceptable(app, re
 
 
 def gitlab(app: WebhookApp, project: dict[str, str], branch: str = "main") -> tuple[int, dict]:
-    body = json.dumps({"ref": f"refs/heads/{branch}", "checkout_sha": "f" * 40,
+    body = json.dumps({"ref": f"refs/heads/{branch}", "checkout_sha": uuid.uuid4().hex * 2,
                        "project": {"path_with_namespace": "g/p", **project},
                        "user_username": "bo"}).encode()
     return app.handle("gitlab", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET,
@@ -211,7 +211,7 @@ def gitlab(app: WebhookApp, project: dict[str, str], branch: str = "main") -> tu
 
 
 def gitea(app: WebhookApp, repository: dict[str, str]) -> tuple[int, dict]:
-    body = json.dumps({"ref": "refs/heads/main", "after": "f" * 40,
+    body = json.dumps({"ref": "refs/heads/main", "after": uuid.uuid4().hex * 2,
                        "repository": {"full_name": "team/app", **repository},
                        "pusher": {"login": "cy"}}).encode()
     return app.handle("gitea", {"X-Gitea-Event": "push", "X-Gitea-Delivery": str(uuid.uuid4()),
@@ -228,3 +228,50 @@ def test_gitlab_and_gitea_payloads_find_the_service_by_any_of_their_urls(app, re
     assert gitea(app, {"clone_url": f"{repo}/", "ssh_url": "git@gitea:team/app.git"})[0] == 202
     assert gitea(app, {"clone_url": "http://gitea/team/app.git"})[0] == 403
     assert recorder.services == ["httpbin"] * 3
+
+
+def test_a_second_delivery_id_for_the_same_commit_is_a_replay_not_a_second_release(
+        app, registry, recorder, tmp_path):
+    register(registry, tmp_path / "svc", "httpbin")
+    assert github(app, f"file://{tmp_path}/svc", sha="9" * 40, delivery="gh-a")[0] == 202
+    status, answer = github(app, f"file://{tmp_path}/svc", sha="9" * 40, delivery="gh-b")
+    assert status == 409, answer
+    assert "commit " + "9" * 40 in answer["error"] and "replay refused" in answer["error"]
+    assert recorder.services == ["httpbin"]
+    assert github(app, f"file://{tmp_path}/svc", sha="8" * 40, delivery="gh-c")[0] == 202
+
+
+def test_a_failed_start_frees_the_commit_so_a_new_delivery_of_it_is_accepted(
+        app, registry, recorder, tmp_path):
+    register(registry, tmp_path / "svc", "httpbin")
+    recorder.fail.add("httpbin")
+    assert github(app, f"file://{tmp_path}/svc", sha="7" * 40, delivery="gh-d")[0] == 502
+    recorder.fail.clear()
+    assert github(app, f"file://{tmp_path}/svc", sha="7" * 40, delivery="gh-e")[0] == 202
+    assert recorder.services == ["httpbin"]
+
+
+def dated(app: WebhookApp, clone_url: str, pushed_at: object) -> tuple[int, dict]:
+    body = json.dumps({
+        "ref": "refs/heads/main", "before": "a" * 40, "after": uuid.uuid4().hex * 2,
+        "repository": {"full_name": "acme/svc", "clone_url": clone_url, "pushed_at": pushed_at},
+        "pusher": {"login": "ann"}}).encode()
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-Hub-Signature-256": "sha256=" + hmac_hex(SECRET, body)}
+    return app.handle("github", headers, body)
+
+
+def test_with_a_max_age_stale_future_and_undated_pushes_are_refused_and_start_nothing(
+        app, registry, recorder, tmp_path):
+    register(registry, tmp_path / "svc", "httpbin")
+    app.max_age, app.clock = 3600.0, lambda: 1_800_000_000.0
+    url = f"file://{tmp_path}/svc"
+    status, answer = dated(app, url, 1_800_000_000 - 7200)
+    assert status == 403 and "7200 s old" in answer["error"] and "3600 s" in answer["error"]
+    status, answer = dated(app, url, 1_800_000_000 + 900)
+    assert status == 403 and "900 s in the future" in answer["error"]
+    status, answer = dated(app, url, None)
+    assert status == 403 and "no usable timestamp" in answer["error"]
+    assert recorder.services == []
+    assert dated(app, url, 1_800_000_000 - 60)[0] == 202
+    assert recorder.services == ["httpbin"]

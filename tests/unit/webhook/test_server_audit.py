@@ -4,15 +4,12 @@ on a full disk is a 503 too."""
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from suite.errors import AuditError
-from suite.platform import files
 from suite.services.registry import Registry
 from suite.webhook.replay import DeliveryLog
 from suite.webhook.server import WebhookApp
@@ -102,16 +99,32 @@ def test_a_run_started_whose_trigger_record_fails_says_so_in_the_answer(
     assert answer["unrecorded"] and "Vault sealed" in answer["unrecorded"][0]
 
 
-def test_a_replay_log_on_a_full_disk_is_503_and_starts_nothing(
-        app, registry, recorder, tmp_path, monkeypatch):
+def test_a_replay_store_it_cannot_use_is_503_and_starts_nothing(
+        app, registry, recorder, tmp_path):
     register(registry, tmp_path / "svc", "httpbin")
-
-    def fsync(fd: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(files.os, "fsync", fsync)
+    app.deliveries.path.write_bytes(b"not a database " * 100)
     status, answer = github(app, f"file://{tmp_path}/svc", delivery="gh-4")
     assert status == 503
-    assert "deliveries.json failed: No space left on device" in answer["error"]
-    assert "free of" in answer["error"]
+    assert f"replay store {app.deliveries.path} failed" in answer["error"]
+    assert "move it aside" in answer["error"]
     assert recorder.services == []
+
+
+def test_a_commit_claim_that_cannot_be_written_leaves_the_delivery_unclaimed(
+        app, registry, recorder, tmp_path):
+    from suite.errors import StorageError
+
+    register(registry, tmp_path / "svc", "httpbin")
+    real = app.deliveries.claim
+    broken = {"on": True}
+
+    def claim(key: str) -> bool:
+        if key.startswith("commit:") and broken["on"]:
+            raise StorageError("disk I/O error")
+        return real(key)
+
+    app.deliveries.claim = claim  # type: ignore[method-assign]
+    assert github(app, f"file://{tmp_path}/svc", delivery="gh-9")[0] == 503
+    broken["on"] = False
+    assert github(app, f"file://{tmp_path}/svc", delivery="gh-9")[0] == 202  # the redelivery
+    assert recorder.services == ["httpbin"]

@@ -8,11 +8,13 @@ from suite.webhook.verify import (
     PushEvent,
     Rejected,
     branch_allowed,
+    check_age,
     check_signature,
     delivery_id,
     hmac_hex,
     is_push,
     parse_push,
+    push_time,
     repository_urls,
 )
 
@@ -36,8 +38,8 @@ def test_valid_signatures_pass(provider, headers):
 @pytest.mark.parametrize(
     ("provider", "headers", "reason"),
     [
-        ("github", {}, "missing or malformed X-Hub-Signature-256"),
-        ("github", {"X-Hub-Signature-256": hmac_hex(SECRET, BODY)}, "malformed"),
+        ("github", {}, "missing X-Hub-Signature-256"),
+        ("github", {"X-Hub-Signature-256": hmac_hex(SECRET, BODY)}, "does not start with"),
         ("github", {"X-Hub-Signature-256": "sha256=" + hmac_hex("other", BODY)}, "does not match"),
         ("gitea", {"X-Gitea-Signature": hmac_hex(SECRET, BODY + b" ")}, "does not match"),
         ("gitea", {}, "missing X-Gitea-Signature"),
@@ -49,7 +51,7 @@ def test_valid_signatures_pass(provider, headers):
 def test_bad_signatures_are_rejected_with_reason(provider, headers, reason):
     with pytest.raises(Rejected) as info:
         check_signature(provider, headers, BODY, SECRET)
-    assert info.value.status in (401, 404)
+    assert info.value.status in (400, 401, 404)
     assert reason in info.value.reason
 
 
@@ -144,3 +146,84 @@ def _event(ref: str, after: str = "b" * 40) -> PushEvent:
 )
 def test_branch_filter(ref, patterns, after, allowed):
     assert (branch_allowed(_event(ref, after), patterns) is None) is allowed
+
+
+@pytest.mark.parametrize(
+    ("provider", "header", "value", "reason"),
+    [
+        ("github", "X-Hub-Signature-256", "sha256=" + "é" * 64, "non-ASCII"),
+        ("github", "X-Hub-Signature-256", "sha256=abc", "of 3 characters, not 64"),
+        ("github", "X-Hub-Signature-256", "sha256=" + "z" * 64, "not all hex digits"),
+        ("github", "X-Hub-Signature-256", "sha1=" + "a" * 40, "does not start with 'sha256='"),
+        ("gitea", "X-Gitea-Signature", "\u00ff" * 64, "non-ASCII"),
+        ("gitea", "X-Gitea-Signature", "a" * 65, "of 65 characters, not 64"),
+        ("gitlab", "X-Gitlab-Token", "tök", "non-ASCII"),
+        ("gitlab", "X-Gitlab-Token", "x" * 5000, "over the 1024"),
+    ],
+)
+def test_signature_headers_that_cannot_be_signatures_are_400_naming_the_header(
+        provider, header, value, reason):
+    with pytest.raises(Rejected) as info:
+        check_signature(provider, {header: value}, BODY, SECRET)
+    assert info.value.status == 400
+    assert header in info.value.reason and reason in info.value.reason
+
+
+@pytest.mark.parametrize("provider", ["github", "gitea", "gitlab"])
+def test_an_empty_signature_header_is_401_missing(provider):
+    header = {"github": "X-Hub-Signature-256", "gitea": "X-Gitea-Signature",
+              "gitlab": "X-Gitlab-Token"}[provider]
+    with pytest.raises(Rejected) as info:
+        check_signature(provider, {header: "  "}, BODY, SECRET)
+    assert info.value.status == 401 and f"missing {header}" in info.value.reason
+
+
+def test_a_gitlab_token_of_another_length_does_not_match():
+    with pytest.raises(Rejected, match="does not match"):
+        check_signature("gitlab", {"X-Gitlab-Token": SECRET + "x"}, BODY, SECRET)
+
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"repository": {"pushed_at": 1_700_000_000}}, 1_700_000_000.0),
+        ({"head_commit": {"timestamp": "2023-11-14T22:13:20Z"}}, 1_700_000_000.0),
+        ({"head_commit": {"timestamp": "2023-11-14T23:13:20+01:00"}}, 1_700_000_000.0),
+        ({"commits": [{"timestamp": "2023-11-14T22:13:19Z"},
+                      {"timestamp": "2023-11-14T22:13:20Z"}]}, 1_700_000_000.0),
+        ({"head_commit": {"timestamp": "2023-11-14T22:13:20"}}, None),  # no offset: unusable
+        ({"head_commit": None, "commits": []}, None),
+        ({"repository": {"pushed_at": True}}, None),
+        ({}, None),
+    ],
+)
+def test_push_time_reads_each_forges_timestamp(data, expected):
+    assert push_time(data) == expected
+
+
+def _dated(pushed_at: float | None) -> PushEvent:
+    return PushEvent(provider="github", delivery="d", repository="acme/svc", ref="refs/heads/main",
+                     branch="main", before="", after="c" * 40, pusher="ann", deleted=False,
+                     pushed_at=pushed_at)
+
+
+@pytest.mark.parametrize(
+    ("pushed_at", "reason"),
+    [
+        (NOW - 3601, "3601 s old .*over the limit of 3600 s"),
+        (NOW + 301, "301 s in the future .*skew of 300 s"),
+        (None, "no usable timestamp .*3600 s"),
+    ],
+)
+def test_stale_future_and_undated_pushes_are_403_naming_age_and_limit(pushed_at, reason):
+    with pytest.raises(Rejected, match=reason) as info:
+        check_age(_dated(pushed_at), NOW, 3600, 300)
+    assert info.value.status == 403
+
+
+@pytest.mark.parametrize("pushed_at", [NOW - 3600, NOW, NOW + 300])
+def test_pushes_within_the_age_and_skew_pass(pushed_at):
+    check_age(_dated(pushed_at), NOW, 3600, 300)
