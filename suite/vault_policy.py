@@ -72,10 +72,16 @@ def _verify_all() -> str:
                    for k in (*SIGN_KEYS, LEGACY_SIGN_KEY))
 
 
+#: where the audit signer keeps the HEAD counter of each trail (suite.audit.anchor)
+AUDIT_HEAD_KV = f"{KV_MOUNT}/data/{KV_PREFIX}/audit/head/*"
+
+
 def signer_policy(signer: Signer) -> str:
+    anchor = (f'path "{AUDIT_HEAD_KV}" {{ capabilities = ["create", "read", "update"] }}\n'
+              if signer.purpose is Purpose.AUDIT else "")
     return (f"# {signer.role}: signs {signer.purpose} with {signer.key}, nothing else\n"
             f'path "transit/sign/{signer.key}" {{ capabilities = ["update"] }}\n'
-            + _verify_all())
+            + anchor + _verify_all())
 
 
 WORKER_POLICY = f"""

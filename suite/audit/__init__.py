@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
+from suite.audit.anchor import VaultAnchor, head_path
 from suite.audit.record import AuditRecord
 from suite.audit.signer import TransitSigner
 from suite.audit.store import AuditTrail, VerifyReport
@@ -26,8 +27,10 @@ __all__ = ["AuditRecord", "AuditTrail", "VerifyReport", "append", "default_actor
 
 
 def trail(settings: Settings) -> AuditTrail:
-    return AuditTrail(settings.dir("audit"),
-                      TransitSigner(lambda: signer_client(settings, Purpose.AUDIT)))
+    """The platform's trail; its HEAD counter is kept in Vault KV by the same audit identity."""
+    directory = settings.dir("audit")
+    signer = TransitSigner(lambda: signer_client(settings, Purpose.AUDIT))
+    return AuditTrail(directory, signer, VaultAnchor(lambda: signer.client, head_path(directory)))
 
 
 def default_actor() -> str:

@@ -2,7 +2,9 @@
 
 One JSON line per record in ``<home>/audit/audit.jsonl``. An exclusive ``flock`` on a lock file
 serialises appends from any number of processes into one chain. ``HEAD`` holds the signed seq and
-hash of the last record, so cutting records off the end is detected too.
+hash of the last record, so cutting records off the end is detected too; an :class:`Anchor`
+(Vault KV, :mod:`suite.audit.anchor`) holds the HEAD's seq outside the file, so a log cut back
+together with its old HEAD is detected as well.
 
 An append is all or nothing. Both signatures (record and HEAD) are made before the disk is
 touched, so Vault being down changes nothing; a write that fails (disk full, I/O error) puts the
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from suite.audit.anchor import Anchor
 from suite.audit.record import GENESIS, AuditRecord, digest
 from suite.audit.signer import Signer
 from suite.errors import AuditError, StorageError
@@ -58,17 +61,20 @@ class VerifyReport:
     count: int
     first_bad: int | None = None  # 1-based line number of the first bad record
     reason: str = ""
+    anchor: str = ""  # what the check against the counter in Vault found
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit trail OK: {self.count} records, chain and signatures valid"
+            note = f"; {self.anchor}" if self.anchor else ""
+            return f"audit trail OK: {self.count} records, chain and signatures valid{note}"
         return f"audit trail INVALID at record {self.first_bad}: {self.reason}"
 
 
 class AuditTrail:
-    def __init__(self, directory: Path, signer: Signer) -> None:
+    def __init__(self, directory: Path, signer: Signer, anchor: Anchor | None = None) -> None:
         self.directory = directory
         self.signer = signer
+        self.anchor = anchor
         self.path = directory / "audit.jsonl"
         self.head_path = directory / "HEAD"
 
@@ -188,6 +194,8 @@ class AuditTrail:
             # every Vault call is done: only now is the disk touched
             self._write(tail, "".join(r.to_json() + "\n" for r in new).encode(),
                         json.dumps({**head, "signature": head_sig}))
+            if self.anchor is not None:  # inside the lock: counters reach Vault in order
+                self.anchor.advance(record.seq, record.hash)
         return record
 
     def _write(self, tail: Tail, data: bytes, head: str) -> None:
@@ -233,7 +241,27 @@ class AuditTrail:
 
     def verify(self) -> VerifyReport:
         with self._locked():
-            return self._verify()
+            report = self._verify()
+            if not report.ok or self.anchor is None:
+                return report
+            return self._verify_anchor(self.anchor, report)
+
+    def _verify_anchor(self, anchor: Anchor, report: VerifyReport) -> VerifyReport:
+        """Raises :class:`AuditError` when Vault cannot be asked, as a signature check does."""
+        held = anchor.read()
+        if held is None:
+            return VerifyReport(True, report.count, anchor="no HEAD counter in Vault yet (the "
+                                "next append anchors it)")
+        records = self.records()
+        at = records[held.seq - 1] if 0 < held.seq <= len(records) else None
+        if at is None or at.hash != held.hash:
+            return VerifyReport(
+                False, report.count, min(held.seq, report.count + 1),
+                f"the audit trail has {report.count} records but Vault holds a HEAD at record "
+                f"{held.seq} (hash {held.hash[:16]}…): the log was cut back or replaced",
+            )
+        return VerifyReport(True, report.count, anchor=f"HEAD counter in Vault at record "
+                            f"{held.seq}")
 
     def _verify(self) -> VerifyReport:
         lines = self._lines()

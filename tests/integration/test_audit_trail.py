@@ -116,8 +116,10 @@ from pathlib import Path
 from suite.audit import AuditTrail
 from suite.audit.signer import TransitSigner
 from suite.settings import load
+from suite.audit.anchor import VaultAnchor, head_path
 from suite.vault import Purpose, signer_client
-t = AuditTrail(Path(sys.argv[1]), TransitSigner(signer_client(load(), Purpose.AUDIT)))
+signer = TransitSigner(signer_client(load(), Purpose.AUDIT))
+t = AuditTrail(Path(sys.argv[1]), signer, VaultAnchor(signer.client, head_path(Path(sys.argv[1]))))
 for i in range(int(sys.argv[3])):
     t.append(actor=sys.argv[2], action="test.concurrent", subject=str(i))
 """
@@ -131,9 +133,13 @@ def test_two_processes_appending_at_once_keep_one_chain(platform_env, tmp_path: 
         for name in ("p1", "p2")
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    t = AuditTrail(directory, TransitSigner(signer_client(platform, Purpose.AUDIT)))
+    from suite.audit.anchor import VaultAnchor, head_path
+
+    signer = TransitSigner(signer_client(platform, Purpose.AUDIT))
+    t = AuditTrail(directory, signer, VaultAnchor(signer.client, head_path(directory)))
     report = t.verify()
     assert report.ok and report.count == 80
+    assert report.anchor == "HEAD counter in Vault at record 80"  # each CAS conflict re-read
     assert [r.seq for r in t.records()] == list(range(1, 81))
 
 
@@ -227,3 +233,39 @@ def test_a_full_audit_disk_is_a_clear_error_and_appends_work_again_once_space_re
                               capture_output=True, text=True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"{len(actions)} records" in verified.stdout
+
+
+def test_a_log_rolled_back_with_its_old_head_fails_verify_against_the_vault_counter(
+        platform: Settings, tmp_path: Path):
+    from suite.audit.anchor import VaultAnchor, head_path
+
+    directory = tmp_path / "anchored"
+    signer = TransitSigner(signer_client(platform, Purpose.AUDIT))
+    t = AuditTrail(directory, signer, VaultAnchor(signer.client, head_path(directory)))
+    for i in range(3):
+        t.append(actor="alice", action="stage.build", subject=f"img-{i}")
+    report = t.verify()
+    assert report.ok and report.anchor == "HEAD counter in Vault at record 3"
+    old = (t.path.read_bytes(), t.head_path.read_bytes())
+    for i in range(2):
+        t.append(actor="alice", action="release.start", subject=f"svc-{i}")
+    t.path.write_bytes(old[0])
+    t.head_path.write_bytes(old[1])
+    fresh = AuditTrail(directory, signer, VaultAnchor(signer.client, head_path(directory)))
+    report = fresh.verify()
+    assert not report.ok and report.first_bad == 4
+    assert "has 3 records but Vault holds a HEAD at record 5" in report.reason
+
+
+def test_the_platform_trail_anchors_its_counter_and_a_torn_line_repair_keeps_it(
+        platform: Settings, tmp_path: Path):
+    from suite import audit
+
+    t = audit.trail(platform)
+    t.append(actor="alice", action="test.anchor", subject="one")
+    with open(t.path, "ab") as fh:  # a torn last line: the next append repairs it
+        fh.write(t.path.read_bytes().splitlines()[-1][:40])
+    rec = t.append(actor="alice", action="test.anchor", subject="two")
+    assert [r.action for r in t.records()][-2:] == ["audit.repair", "test.anchor"]
+    report = audit.verify(platform)
+    assert report.ok and report.anchor == f"HEAD counter in Vault at record {rec.seq}"

@@ -40,3 +40,13 @@ def test_the_worker_and_the_admin_sign_nothing_but_verify_everything(name: str):
 def test_no_policy_uses_a_wildcard_sign_path():
     for name, text in policies().items():
         assert not any("*" in key for key in signs(text)), name
+
+
+def test_only_the_audit_signer_may_write_the_audit_head_counter():
+    from suite.vault_policy import AUDIT_HEAD_KV, Purpose
+
+    audit_role = SIGNERS[Purpose.AUDIT].role
+    holders = [name for name, text in policies().items() if f'path "{AUDIT_HEAD_KV}"' in text]
+    assert holders == [audit_role]
+    line = next(x for x in policies()[audit_role].splitlines() if AUDIT_HEAD_KV in x)
+    assert '["create", "read", "update"]' in line

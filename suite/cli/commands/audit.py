@@ -42,7 +42,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     aud = sub.add_parser("audit", help="the signed, hash-chained audit trail")
     asub = aud.add_subparsers(dest="audit_command", required=True)
-    ver = asub.add_parser("verify", help="check chain and signatures; names the first bad record")
+    ver = asub.add_parser("verify", help="check chain, signatures and the HEAD counter in Vault; "
+                                         "names the first bad record")
     ver.add_argument("--json", action="store_true")
     ver.set_defaults(func=cmd_verify)
     show = asub.add_parser("show", help="list records")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from suite.audit import store as store_mod
+from suite.audit.anchor import Anchored
 from suite.audit.store import REPAIR_ACTION, AuditTrail
 from suite.errors import AuditError
 
@@ -178,3 +179,52 @@ def test_check_refuses_a_nearly_full_disk_naming_the_path_and_free_space(trail, 
     monkeypatch.setattr(store_mod.shutil, "disk_usage", lambda path: Usage())
     with pytest.raises(AuditError, match=r"audit\.jsonl failed: less than 1 MiB free \(ENOSPC\)"):
         trail.check()
+
+
+class MemoryAnchor:
+    def __init__(self) -> None:
+        self.held: Anchored | None = None
+
+    def read(self) -> Anchored | None:
+        return self.held
+
+    def advance(self, seq: int, hash: str) -> None:
+        if self.held is None or self.held.seq < seq:
+            self.held = Anchored(seq, hash, (self.held.version if self.held else 0) + 1)
+
+
+def test_a_log_cut_back_with_its_old_head_fails_verify_naming_both_counts(tmp_path, signer):
+    anchor = MemoryAnchor()
+    t = AuditTrail(tmp_path / "audit", signer, anchor)
+    for i in range(3):
+        t.append(actor="a", action="x.y", subject=str(i))
+    old = snapshot(t)
+    assert t.verify().ok and "record 3" in t.verify().anchor
+    for i in range(2):
+        t.append(actor="a", action="x.y", subject=f"more-{i}")
+    t.path.write_bytes(old[0])
+    t.head_path.write_bytes(old[1])
+    report = t.verify()
+    assert not report.ok and report.first_bad == 4
+    assert "has 3 records but Vault holds a HEAD at record 5" in report.reason
+    assert "cut back or replaced" in report.reason
+
+
+def test_a_replaced_log_of_the_same_length_fails_verify(tmp_path, signer):
+    anchor = MemoryAnchor()
+    t = AuditTrail(tmp_path / "audit", signer, anchor)
+    t.append(actor="a", action="x.y", subject="real")
+    anchor_before = anchor.held
+    t.path.unlink()
+    t.head_path.unlink()
+    anchor.held = None
+    t.append(actor="a", action="x.y", subject="forged")
+    anchor.held = anchor_before
+    report = t.verify()
+    assert not report.ok and "Vault holds a HEAD at record 1" in report.reason
+
+
+def test_a_trail_not_yet_anchored_verifies_and_says_so(trail):
+    trail.anchor = MemoryAnchor()
+    report = trail.verify()
+    assert report.ok and "no HEAD counter in Vault yet" in str(report)
