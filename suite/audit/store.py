@@ -241,27 +241,24 @@ class AuditTrail:
 
     def verify(self) -> VerifyReport:
         with self._locked():
-            report = self._verify()
-            if not report.ok or self.anchor is None:
-                return report
-            return self._verify_anchor(self.anchor, report)
+            return self._verify()
 
-    def _verify_anchor(self, anchor: Anchor, report: VerifyReport) -> VerifyReport:
-        """Raises :class:`AuditError` when Vault cannot be asked, as a signature check does."""
+    def _verify_anchor(self, anchor: Anchor, records: list[AuditRecord]) -> VerifyReport:
+        """The verified ``records`` against the counter in Vault. Raises :class:`AuditError`
+        when Vault cannot be asked, as a signature check does."""
+        count = len(records)
         held = anchor.read()
         if held is None:
-            return VerifyReport(True, report.count, anchor="no HEAD counter in Vault yet (the "
+            return VerifyReport(True, count, anchor="no HEAD counter in Vault yet (the "
                                 "next append anchors it)")
-        records = self.records()
-        at = records[held.seq - 1] if 0 < held.seq <= len(records) else None
+        at = records[held.seq - 1] if 0 < held.seq <= count else None
         if at is None or at.hash != held.hash:
             return VerifyReport(
-                False, report.count, min(held.seq, report.count + 1),
-                f"the audit trail has {report.count} records but Vault holds a HEAD at record "
+                False, count, min(held.seq, count + 1),
+                f"the audit trail has {count} records but Vault holds a HEAD at record "
                 f"{held.seq} (hash {held.hash[:16]}…): the log was cut back or replaced",
             )
-        return VerifyReport(True, report.count, anchor=f"HEAD counter in Vault at record "
-                            f"{held.seq}")
+        return VerifyReport(True, count, anchor=f"HEAD counter in Vault at record {held.seq}")
 
     def _verify(self) -> VerifyReport:
         lines = self._lines()
@@ -299,7 +296,10 @@ class AuditTrail:
                 return VerifyReport(
                     False, len(lines), number, f"seq {rec.seq}: signature is not valid (forged)"
                 )
-        return self._verify_head(records)
+        report = self._verify_head(records)
+        if not report.ok or self.anchor is None:
+            return report
+        return self._verify_anchor(self.anchor, records)
 
     def _verify_head(self, records: list[AuditRecord]) -> VerifyReport:
         count = len(records)

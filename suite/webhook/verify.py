@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,7 +165,11 @@ def _epoch(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:  # json gives NaN, Infinity and ints of any size: none of them is a time
+            seconds = float(value)
+        except OverflowError:
+            return None
+        return seconds if math.isfinite(seconds) else None
     if isinstance(value, str) and value.strip():
         try:
             when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))

@@ -204,6 +204,16 @@ def test_push_time_reads_each_forges_timestamp(data, expected):
     assert push_time(data) == expected
 
 
+@pytest.mark.parametrize("raw", ['{"repository": {"pushed_at": NaN}}',
+                                 '{"repository": {"pushed_at": Infinity}}',
+                                 '{"repository": {"pushed_at": -Infinity}}',
+                                 '{"repository": {"pushed_at": 1' + '0' * 400 + '}}'])
+def test_push_time_that_is_not_a_time_is_unusable(raw):
+    # NaN would pass every age comparison, a 400-digit int overflows float(): both read as no
+    # timestamp, which check_age refuses
+    assert push_time(json.loads(raw)) is None
+
+
 def _dated(pushed_at: float | None) -> PushEvent:
     return PushEvent(provider="github", delivery="d", repository="acme/svc", ref="refs/heads/main",
                      branch="main", before="", after="c" * 40, pusher="ann", deleted=False,
