@@ -54,6 +54,8 @@ class Target(Protocol):
 
     def problems(self, service: str) -> list[str]: ...
 
+    def sweep(self, service: str, state: TargetState | None = None) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class Reconciled:
@@ -244,6 +246,9 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
             # promoted (or a rolling update) before the run ended: finish it forward
             outcome = "promoted"
             target.reconcile(before.stable.workload, Role.STABLE)
+        # replicas the dead run started but never saved (it died between the two): none is
+        # routed; removed so that nothing unjudged is left running
+        swept = target.sweep(service)
         _heal_stable(target, service)
         after = store.load(service)
         new = after.stable is not None and after.stable.workload.release == intent.release
@@ -268,7 +273,8 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
                      subject=f"{intent.release} run {intent.flow_run_id}",
                      inputs={"service": service, "why": why, "strategy": intent.strategy,
                              "phase": intent.phase, "stable": stable,
-                             "started": intent.started, "champion": moved},
+                             "started": intent.started, "champion": moved,
+                             "removed_unsaved": swept},
                      outcome=outcome)
         return done
 

@@ -36,6 +36,10 @@ class Runner(Protocol):
 
     def running(self, instance: Instance) -> bool: ...
 
+    def sweep(self, service: str, keep: set[str]) -> list[str]:
+        """Remove every replica of ``service`` not named in ``keep``; return their names."""
+        ...
+
 
 class Router(Protocol):
     def publish(self, route: Route) -> None: ...
@@ -214,7 +218,18 @@ class Controller:
             doomed = state.stable.instances if state.stable else ()
             state = self._publish(replace(state, stable=state.previous, previous=None))
             self._remove(doomed, state)
+        self.sweep(service, state)
         return deployment(state)
+
+    def sweep(self, service: str, state: TargetState | None = None) -> list[str]:
+        """Remove the replicas of ``service`` that its state does not name — started by a run
+        that died between starting them and saving the state (a start comes before its save, so
+        that a saved replica is always a ready one). Called on every rollback, which is how the
+        reconciler ends a dead release: only one release of a service runs at a time, so nothing
+        else is starting replicas of it then."""
+        state = state if state is not None else self.store.load(service)
+        return self.runner.sweep(service, {i.container for _, t in state.tracks()
+                                           for i in t.instances})
 
     def finalize(self, service: str) -> Deployment:
         state = self.store.load(service)
@@ -233,6 +248,7 @@ class Controller:
         self.discovery.publish(TargetState(service=service))
         for inst in everything:
             self.runner.remove(inst)
+        self.runner.sweep(service, set())
         self.store.delete(service)
 
     def problems(self, service: str, roles: tuple[str, ...] = ()) -> list[str]:

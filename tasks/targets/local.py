@@ -148,6 +148,24 @@ class EngineRunner:
         except docker.errors.NotFound:
             return False
 
+    def sweep(self, service: str, keep: set[str]) -> list[str]:
+        """Remove the containers of ``service`` (by their ``suite.service`` label) that ``keep``
+        does not name, and return their names: replicas a run started and died before it saved
+        them in the target state, which nothing would ever route, judge or remove."""
+        try:
+            found = self.engine.containers.list(
+                all=True, filters={"label": f"suite.service={service}"})
+        except docker.errors.APIError as exc:
+            raise DeployError(f"listing the containers of {service} failed: "
+                              f"{exc.explanation or exc}") from exc
+        gone = []
+        for container in found:
+            if container.name in keep:
+                continue
+            self.remove(Instance(container.name, "", 0, container.labels.get("suite.release", "")))
+            gone.append(str(container.name))
+        return sorted(gone)
+
 
 class HaproxyRouter:
     """Applies a route at runtime, then records it (the record rebuilds the configuration)."""

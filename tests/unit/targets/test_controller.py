@@ -37,6 +37,13 @@ class FakeRunner:
     def running(self, inst: Instance) -> bool:
         return inst.container in self.alive
 
+    def sweep(self, service: str, keep: set[str]) -> list[str]:
+        gone = sorted(n for n in self.alive if n.startswith(f"{service}-") and n not in keep)
+        for name in gone:
+            self.alive.discard(name)
+            self.log.append(f"sweep {name}")
+        return gone
+
 
 class FakeRouter:
     def __init__(self, log: list[str]) -> None:
@@ -152,6 +159,23 @@ def test_rollback_routes_back_before_removing_the_canary(parts, log) -> None:
     assert log[0] == "publish stable-1-000001:100,stable-2-000001:100"
     assert log[1:] == ["remove web-bbbb-000002-canary-1", "remove web-bbbb-000002-canary-2"]
     assert dep.canary is None and dep.canary_weight == 0
+
+
+def test_a_rollback_removes_replicas_a_dead_run_started_but_never_saved(parts, log) -> None:
+    """A run killed between starting its canary and saving the state leaves containers no state
+    names: the reconciler's rollback removes them and leaves what the state names alone."""
+    ctl, runner, router = parts
+    ctl.reconcile(wl("aaaa-000001"), Role.STABLE)
+    runner.start(wl("bbbb-000002"), "canary", 1)  # ... and the run died here
+    other = replace(wl("cccc-000003"), service="api", host="api.localhost")
+    runner.start(other, "canary", 1)  # another service's replica is not touched
+    log.clear()
+    dep = ctl.rollback("web")
+    assert log == ["sweep web-bbbb-000002-canary-1"]
+    assert runner.alive == {"web-aaaa-000001-stable-1", "web-aaaa-000001-stable-2",
+                            "api-cccc-000003-canary-1"}
+    assert dep.canary is None
+    assert [s.name for s in router.routes["web"].live] == ["stable-1-000001", "stable-2-000001"]
 
 
 def test_a_canary_that_never_gets_ready_leaves_stable_serving(parts, log, tmp_path) -> None:

@@ -107,6 +107,21 @@ def test_an_unfinished_canary_whose_process_is_gone_is_rolled_back(settings, ctl
     assert audited[0]["outcome"] == "rolled_back"
 
 
+def test_a_canary_started_but_never_saved_by_a_dead_run_is_removed(settings, ctl,
+                                                                  audited) -> None:
+    """The run died after its canary replica started and before the state named it: the
+    reconciler removes the replica (no state would ever route or remove it) and says so."""
+    controller, runner, _router = ctl
+    controller.reconcile(wl("aaaa-000001"), Role.STABLE)
+    Releases(settings).start(Active("web", "bbbb-000002", "run-2", "canary", "now"))
+    runner.start(wl("bbbb-000002", replicas=1), "canary", 1)  # ... and the run died here
+    done = rec.reconcile(settings, "web", "crash", dead_run="run-2", target=controller)
+    assert done is not None and done.outcome == "rolled_back"
+    assert runner.alive == {"web-aaaa-000001-stable-1", "web-aaaa-000001-stable-2"}
+    assert audited[0]["inputs"]["removed_unsaved"] == ["web-bbbb-000002-canary-1"]
+    assert controller.state("web").release is None
+
+
 def test_a_release_whose_run_still_goes_is_left_alone(settings, ctl, audited) -> None:
     controller, _, _ = ctl
     _canary_at_50(settings, controller)
