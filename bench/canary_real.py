@@ -71,6 +71,10 @@ class Bench:
         os.environ.update(child_env(self.settings))
         os.environ["MLFLOW_TRACKING_URI"] = self.settings.mlflow_uri
         os.environ["PREFECT_API_URL"] = self.settings.prefect_api_url
+        from suite import prefect_http  # flows run in this process: Prefect's client needs it
+
+        os.environ["PREFECT_API_AUTH_STRING"] = str(
+            prefect_http.auth_string(self.settings.prefect_api_url))
         base.ensure_base(self.settings, engine.client(self.settings))
         deploy(self.settings, force=True)
         import flows.release

@@ -147,9 +147,9 @@ def main() -> None:
         crash.make_crashy(work)
         commit(work, "crashy")
         onboard.add(settings, url, "main")
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from suite import prefect_http
 
-        with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+        with prefect_http.client_settings(settings.prefect_api_url):
             crash.first_stable(settings)
         rows.append(case(settings, work, 1, "kill -9 of the flow-run process", kill_run))
         rows.append(case(settings, work, 2, "cancellation through the API", cancel(settings)))

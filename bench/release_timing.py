@@ -15,11 +15,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suite import audit
+from suite import audit, prefect_http
 from suite.cli.demo import hello_repo
 from suite.settings import load
 
@@ -49,7 +47,7 @@ def main() -> None:
     if verdict_at is None:
         raise SystemExit("no canary verdict seen (is a stable release deployed? run make demo)")
     print(f"push -> first canary verdict: {verdict_at - pushed:.1f} s")
-    arts = httpx.post(f"{settings.prefect_api_url}/artifacts/filter", timeout=10, json={
+    arts = prefect_http.request(settings.prefect_api_url, "POST", "/artifacts/filter", json={
         "artifacts": {"key": {"any_": ["release-report"]}}, "sort": "CREATED_DESC",
         "limit": 1}).json()
     table = [ln for ln in arts[0]["data"].splitlines() if ln.startswith("| ")]

@@ -53,6 +53,10 @@ CHILD_ENV_NAMES = frozenset({
 })
 #: ...and by prefix: the locale categories and the platform's own coordinates
 CHILD_ENV_PREFIXES = ("LC_", "SUITE_")
+#: platform API credentials, set explicitly for the processes that need them (the Prefect
+#: server, its workers and their flow runs): never passed on, not even by ``SUITE_PASS_ENV``
+NEVER_PASSED = frozenset({"PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING",
+                          "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -120,6 +124,10 @@ class Settings:
                 raise ConfigError(
                     f"SUITE_PASS_ENV names {name!r}, which is not an environment variable name "
                     f"(expected comma-separated names such as 'MY_PROXY,MY_FLAG')")
+            if name in NEVER_PASSED:
+                raise ConfigError(
+                    f"SUITE_PASS_ENV names {name!r}, a platform credential the platform hands "
+                    f"only to the processes that need it; remove it from SUITE_PASS_ENV")
         if self.rate_limit < 0:
             raise ConfigError(f"rate limit is {self.rate_limit} requests/s per source address "
                               f"(expected 0 for none, or more; default {DEFAULT_RATE_LIMIT})")
@@ -208,6 +216,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         pass_env=tuple(n.strip() for n in (env.get("SUITE_PASS_ENV") or "").split(",")
                        if n.strip()),
     )
+
+
+def prefect_auth_string(env: Mapping[str, str] | None = None) -> str | None:
+    """``PREFECT_API_AUTH_STRING``, which the platform sets for its workers, the flow runs they
+    start and the webhook receiver (never passed on by :func:`child_env`): a secret, kept out
+    of :class:`Settings` so that no repr or log of the settings can show it."""
+    source = os.environ if env is None else env
+    return source.get("PREFECT_API_AUTH_STRING") or None
 
 
 def child_env(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -151,5 +151,7 @@ def platform_env(platform: Settings) -> dict[str, str]:
     """Environment for a subprocess (CLI, flow) that should talk to the test platform."""
     env = child_env(platform)
     env["PREFECT_API_URL"] = platform.prefect_api_url
+    # Prefect's own client in the subprocess (the prefect CLI, a flow) needs the auth string
+    env["PREFECT_API_AUTH_STRING"] = str(prefect_http.auth_string(platform.prefect_api_url))
     env["MLFLOW_TRACKING_URI"] = platform.mlflow_uri
     return env

@@ -98,10 +98,9 @@ def run_deployment(settings: Settings, name: str, parameters: dict[str, Any],
                    say: Say) -> RunResult:
     """Start ``name`` on the work pool and wait for it (the workers run it)."""
     from prefect.deployments import run_deployment as prefect_run
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     began = time.monotonic()
-    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+    with prefect_http.client_settings(settings.prefect_api_url):
         run = prefect_run(name, parameters=parameters, timeout=0, tags=["demo"])
     run_id = str(run.id)  # type: ignore[union-attr]
 

@@ -60,10 +60,9 @@ class DeploymentTrigger:
 
     def __call__(self, event: PushEvent, service: str) -> Started:
         from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
         try:
-            with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            with prefect_http.client_settings(self.api_url):
                 run = run_deployment(self.deployment, parameters=parameters(event, service),
                                      timeout=0, tags=["git-push", event.provider,
                                                       f"service:{service}"])

@@ -17,9 +17,7 @@ from suite.settings import Settings, child_env
 
 @pytest.fixture(scope="session")
 def release_platform(platform: Settings) -> Iterator[Settings]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from suite import engine
+    from suite import engine, prefect_http
     from suite.deployments import deploy
     from tasks.images.base import ensure_base
 
@@ -28,7 +26,7 @@ def release_platform(platform: Settings) -> Iterator[Settings]:
     os.environ["MLFLOW_TRACKING_URI"] = platform.mlflow_uri
     ensure_base(platform, engine.client(platform))
     deploy(platform, force=True)
-    with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url}):
+    with prefect_http.client_settings(platform.prefect_api_url):
         yield platform
     os.environ.clear()
     os.environ.update(saved)

@@ -304,9 +304,8 @@ def test_stage_tasks_publish_artifacts_and_audit_events(
 ) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from suite import audit
+    from suite import audit, prefect_http
     from tasks.test_stage import test_task
 
     (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
@@ -319,7 +318,7 @@ def test_stage_tasks_publish_artifacts_and_audit_events(
         tests = test_task([str(tmp_path)], str(tmp_path), "tmp-suite", settings=platform)
         return image, decision.allowed, tests.passed
 
-    with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url}):
+    with prefect_http.client_settings(platform.prefect_api_url):
         image, allowed, passed = stages()
 
         async def keys() -> set[str]:

@@ -15,7 +15,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import yaml
@@ -260,7 +259,7 @@ def test_prefect_deploy_accepts_the_train_entry(
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    dep = httpx.get(f"{platform.prefect_api_url}/deployments/name/{DEPLOYMENT}", timeout=10)
+    dep = prefect_api(platform.prefect_api_url, "GET", f"/deployments/name/{DEPLOYMENT}")
     assert dep.status_code == 200, dep.text
     body = dep.json()
     assert body["entrypoint"] == "flows/train.py:train" and body["work_pool_name"] == "suite"

@@ -9,7 +9,8 @@ import stat
 import httpx
 import pytest
 
-from suite.platform import credentials
+from suite import prefect_http
+from suite.platform import api_auth, credentials
 from suite.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -56,3 +57,22 @@ def test_the_credentials_and_the_config_holding_them_are_private(platform: Setti
     assert stat.S_IMODE(credentials.path(platform, "haproxy").parent.stat().st_mode) == 0o700
     for held in (platform.dir("haproxy", "haproxy.cfg"), platform.dir("prometheus", "web.yml")):
         assert stat.S_IMODE(held.stat().st_mode) == 0o600, held
+
+
+def test_prefect_api_answers_401_without_the_auth_string(platform: Settings) -> None:
+    api = platform.prefect_api_url
+    for method, path in (("GET", "/work_pools/suite"), ("POST", "/flow_runs/filter"),
+                         ("POST", "/deployments/filter")):
+        resp = httpx.request(method, f"{api}{path}", json={} if method == "POST" else None,
+                             timeout=10)
+        assert resp.status_code == 401, (path, resp.status_code)
+    user, secret = api_auth.prefect_auth(platform).get_secret_value().split(":", 1)
+    assert httpx.get(f"{api}/work_pools/suite", auth=(user, "x"), timeout=10).status_code == 401
+    ok = httpx.get(f"{api}/work_pools/suite", auth=(user, secret), timeout=10)
+    assert ok.status_code == 200 and ok.json()["name"] == "suite"
+    # the suite's own calls send it; the health probe stays open (Prefect exempts it)
+    assert prefect_http.request(api, "POST", "/flow_runs/filter", json={}).status_code == 200
+    assert httpx.get(f"{api}/health", timeout=10).status_code == 200
+    # the string is kept in Vault only: not in the platform's logs, nor its saved config
+    for held in (*platform.dir("logs").glob("*.log"), platform.dir("platform.json")):
+        assert secret not in held.read_text(errors="replace"), held

@@ -23,7 +23,7 @@ from suite.webhook.replay import DeliveryLog
 from suite.webhook.server import WebhookApp, make_server
 from suite.webhook.trigger import DeploymentTrigger
 from suite.webhook.verify import hmac_hex
-from tests.conftest import flow_deployment
+from tests.conftest import flow_deployment, prefect_api
 from tests.unit.webhook.repos import commit_manifest, register
 
 pytestmark = pytest.mark.integration
@@ -98,15 +98,15 @@ def github(body: bytes, secret: str = "test-github-secret", delivery: str | None
 
 
 def flow_runs(platform: Settings) -> list[dict]:
-    resp = httpx.post(f"{platform.prefect_api_url}/flow_runs/filter", timeout=10,
-                      json={"flows": {"name": {"any_": ["webhook-probe"]}}})
+    resp = prefect_api(platform.prefect_api_url, "POST", "/flow_runs/filter",
+                       json={"flows": {"name": {"any_": ["webhook-probe"]}}})
     return resp.json()
 
 
 def wait_run(platform: Settings, run_id: str, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = httpx.get(f"{platform.prefect_api_url}/flow_runs/{run_id}", timeout=10).json()
+        run = prefect_api(platform.prefect_api_url, "GET", f"/flow_runs/{run_id}").json()
         if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return run
         time.sleep(1)
@@ -125,7 +125,8 @@ def test_github_push_starts_the_registered_service_and_replay_is_refused(platfor
     assert resp.status_code == 202, resp.text
     ((started,),) = [resp.json()["runs"]]
     assert started["service"] == "wh-svc"
-    run = httpx.get(f"{platform.prefect_api_url}/flow_runs/{started['flow_run_id']}").json()
+    run = prefect_api(platform.prefect_api_url, "GET",
+                      f"/flow_runs/{started['flow_run_id']}").json()
     assert run["parameters"] == {
         "service": "wh-svc", "git_sha": "1" * 40,
         "triggered_by": "github push by ann to acme/svc@main (delivery gh-1)"}

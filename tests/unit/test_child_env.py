@@ -24,6 +24,8 @@ OPERATOR = {
     "GOOGLE_APPLICATION_CREDENTIALS": "/root/gcp.json",
     "ARM_CLIENT_SECRET": "azure-secret",
     "PREFECT_API_KEY": "pnu_secret",
+    "PREFECT_API_AUTH_STRING": "suite:secret",
+    "PREFECT_SERVER_API_AUTH_STRING": "suite:secret",
     "PYTHONPATH": "/elsewhere",
     "MY_FLAG": "on",
 }
@@ -31,7 +33,8 @@ OPERATOR = {
 
 @pytest.mark.parametrize("name", ["VAULT_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
                                   "GOOGLE_APPLICATION_CREDENTIALS", "ARM_CLIENT_SECRET",
-                                  "PREFECT_API_KEY", "PYTHONPATH", "MY_FLAG"])
+                                  "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING",
+                                  "PREFECT_SERVER_API_AUTH_STRING", "PYTHONPATH", "MY_FLAG"])
 def test_child_env_drops_what_is_not_allow_listed(tmp_path: Path, name: str):
     assert name not in child_env(Settings(home=tmp_path), OPERATOR)
 
@@ -61,3 +64,8 @@ def test_suite_pass_env_names_the_extra_variables_a_child_gets(tmp_path: Path):
 def test_suite_pass_env_with_a_bad_name_says_what_is_expected(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"'MY-FLAG'.*comma-separated names"):
         load({"SUITE_HOME": str(tmp_path), "SUITE_PASS_ENV": "MY-FLAG"})
+
+
+def test_suite_pass_env_cannot_hand_children_the_prefect_auth_string(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"PREFECT_API_AUTH_STRING.*platform credential"):
+        load({"SUITE_HOME": str(tmp_path), "SUITE_PASS_ENV": "PREFECT_API_AUTH_STRING"})

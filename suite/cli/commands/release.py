@@ -35,7 +35,6 @@ def _run_state(api: str, run_id: str) -> dict[str, Any]:
 def start(settings: settings_mod.Settings, service: str, sha: str,
           triggered_by: str) -> str:
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from suite.services.registry import Registry
 
@@ -44,7 +43,7 @@ def start(settings: settings_mod.Settings, service: str, sha: str,
     if sha:
         params["git_sha"] = sha
     try:
-        with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+        with prefect_http.client_settings(settings.prefect_api_url):
             run = run_deployment(DEPLOYMENT, parameters=params, timeout=0,
                                  tags=["cli", f"service:{service}"])
     except Exception as exc:  # Prefect raises many types

@@ -6,6 +6,7 @@ import subprocess
 
 from suite import prefect_http
 from suite.errors import ServiceUnavailable
+from suite.platform import api_auth
 from suite.platform.service import Service, http_ok
 from suite.settings import Settings, child_env
 
@@ -14,8 +15,13 @@ PREFECT_HINT = "pip install prefect"
 
 
 def prefect_env(settings: Settings) -> dict[str, str]:
-    """Environment for every Prefect process: server, workers and the CLI calls we make."""
+    """Environment for every Prefect process: server, workers and the CLI calls we make.
+
+    It holds the API's auth string (read from Vault): never hand it to anything else."""
     env = child_env(settings)
+    auth = api_auth.prefect_auth(settings).get_secret_value()
+    prefect_http.use_auth(settings.prefect_api_url, auth)
+    env["PREFECT_API_AUTH_STRING"] = auth
     env.update(
         PREFECT_HOME=str(settings.dir("prefect")),
         PREFECT_API_URL=settings.prefect_api_url,
@@ -49,10 +55,13 @@ class PrefectServerService(Service):
 
     @property
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("postgres",) if self.settings.database == "postgres" else ()
+        # Vault holds the API's auth string
+        return ("vault", "postgres") if self.settings.database == "postgres" else ("vault",)
 
     def env(self) -> dict[str, str]:
-        return prefect_env(self.settings)
+        env = prefect_env(self.settings)
+        env["PREFECT_SERVER_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
+        return env
 
     def argv(self) -> list[str]:
         return [self.binary("prefect"), "server", "start",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from suite import vault
+from suite.platform import api_auth
 from suite.platform.service import Service
 
 
@@ -73,6 +74,8 @@ ui = true
     def after_start(self) -> None:
         vault.init_and_unseal(self.settings)
         vault.bootstrap(self.settings)
+        # before Prefect starts: its server and every client need the API's auth string
+        api_auth.ensure_prefect_auth(self.settings)
 
     def detail(self) -> str:
         state = vault.health(self.settings)

@@ -11,6 +11,7 @@ import sys
 
 from suite import vault
 from suite.errors import ConfigError
+from suite.platform import api_auth
 from suite.platform.service import Service, http_ok
 from suite.webhook.verify import PROVIDERS
 
@@ -35,6 +36,7 @@ class WebhookService(Service):
         vdir = vault.vault_dir(self.settings)
         env.update(
             PREFECT_API_URL=self.settings.prefect_api_url,
+            PREFECT_API_AUTH_STRING=api_auth.prefect_auth(self.settings).get_secret_value(),
             SUITE_VAULT_ROLE_ID_FILE=str(vdir / "worker-role-id"),
             SUITE_VAULT_SECRET_ID_FILE=str(vdir / "worker-secret-id"),
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from suite import prefect_http
 from suite.platform.service import Service
 from suite.platform.services.prefect import PREFECT_HINT, WORK_POOL, prefect_env
 from suite.settings import Settings
@@ -66,9 +67,9 @@ class WorkerService(Service):
 
     def healthy(self) -> bool:
         try:
-            resp = httpx.post(
-                f"{self.settings.prefect_api_url}/work_pools/{WORK_POOL}/workers/filter",
-                json={}, timeout=5,
+            resp = prefect_http.request(
+                self.settings.prefect_api_url, "POST", f"/work_pools/{WORK_POOL}/workers/filter",
+                json={}, timeout=5, delays=(),
             )
             resp.raise_for_status()
         except httpx.HTTPError:
