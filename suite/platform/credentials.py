@@ -1,5 +1,6 @@
-"""Credentials of the platform's own HTTP services that have no identity provider of their own:
-Prometheus' API and UI (its web config's basic auth) and HAProxy's stats page.
+"""Credentials of the platform's own services that have no identity provider of their own:
+Prometheus' API and UI (its web config's basic auth), HAProxy's stats page, the registry's two
+users (``builder`` pushes and pulls, ``puller`` only pulls) and Postgres' ``postgres`` role.
 
 Each service gets one random password, made on its first start and kept in
 ``SUITE_HOME/secrets/<service>.password`` (mode 0600, in a 0700 directory): only the platform's
@@ -21,7 +22,11 @@ from suite.settings import Settings
 
 USER = "suite"
 #: what needs a password here
-SERVICES = ("prometheus", "haproxy")
+SERVICES = ("prometheus", "haproxy", "registry-builder", "registry-puller", "postgres")
+#: the user name of each credential whose user is not :data:`USER`
+USERS = {"registry-builder": "builder", "registry-puller": "puller", "postgres": "postgres"}
+#: the registry's users: who may push (``builder``) and who may only pull
+REGISTRY_ROLES = ("builder", "puller")
 
 
 def path(settings: Settings, service: str) -> Path:
@@ -46,12 +51,34 @@ def password(settings: Settings, service: str) -> str:
     return text
 
 
+def user(service: str) -> str:
+    """The user name that goes with ``service``'s password."""
+    return USERS.get(service, USER)
+
+
 def basic_auth(settings: Settings, service: str) -> dict[str, str]:
     """The ``Authorization`` header for ``service``."""
-    token = base64.b64encode(f"{USER}:{password(settings, service)}".encode()).decode()
+    token = base64.b64encode(f"{user(service)}:{password(settings, service)}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
 
 
-def bcrypt_hash(secret: str) -> str:
-    """A bcrypt hash of ``secret`` (what Prometheus' ``basic_auth_users`` holds)."""
-    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=10)).decode()
+def registry_login(settings: Settings, role: str) -> tuple[str, str]:
+    """(user, password) of the registry's ``builder`` (push and pull) or ``puller`` (pull)."""
+    if role not in REGISTRY_ROLES:
+        raise ConfigError(f"registry role {role!r} is not one of {', '.join(REGISTRY_ROLES)}")
+    return role, password(settings, f"registry-{role}")
+
+
+def docker_auth(settings: Settings, role: str) -> dict[str, str]:
+    """The registry login as the Docker SDK's ``auth_config``."""
+    name, secret = registry_login(settings, role)
+    return {"username": name, "password": secret}
+
+
+def bcrypt_hash(secret: str, rounds: int = 10) -> str:
+    """A bcrypt hash of ``secret`` (what Prometheus' ``basic_auth_users`` holds).
+
+    The registry's gate checks its hashes on every request (a push makes dozens), so it asks
+    for few rounds: its passwords are 24 random bytes, which no number of rounds makes easier
+    or harder to guess."""
+    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=rounds)).decode()

@@ -1,7 +1,8 @@
 """`suite down && suite up` keeps data: a KV secret, a registered model, a Prefect deployment.
 
 Runs on its own platform with the Postgres backend (`--database postgres`), so it also covers
-the local PostgreSQL cluster.
+the local PostgreSQL cluster: it refuses a connection without the password, also after a
+restart that switches a cluster of an earlier version (``trust`` in pg_hba.conf) to scram.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -16,12 +18,32 @@ import pytest
 from mlflow import MlflowClient
 
 from suite import vault
-from suite.platform import manager
+from suite.platform import credentials, manager
+from suite.platform.service import find_binary
 from suite.settings import Settings
 from suite.vault_policy import Purpose
 from tests.conftest import free_ports, prefect_api
 
 pytestmark = pytest.mark.integration
+
+
+def _psql(settings: Settings, password: str | None) -> subprocess.CompletedProcess[str]:
+    """``SELECT 1`` as role postgres over TCP, with ``password`` or none (-w: never prompt)."""
+    env = {"PATH": "/usr/bin:/bin", **({"PGPASSWORD": password} if password else {})}
+    return subprocess.run(
+        [find_binary("psql", "apt-get install postgresql"), "-h", settings.host, "-p",
+         str(settings.port("postgres")), "-U", "postgres", "-w", "-d", "prefect", "-tAc",
+         "SELECT 1"], env=env, capture_output=True, text=True, check=False, timeout=30)
+
+
+def _refused_without_password(settings: Settings) -> None:
+    anonymous = _psql(settings, None)
+    assert anonymous.returncode != 0
+    assert "password" in anonymous.stderr, anonymous.stderr
+    wrong = _psql(settings, "not-the-password")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    ok = _psql(settings, credentials.password(settings, "postgres"))
+    assert ok.returncode == 0 and ok.stdout.strip() == "1", ok.stderr
 
 
 @pytest.mark.skipif(shutil.which("pg_ctlcluster") is None and not any(
@@ -37,6 +59,7 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         manager.up(settings, only=only)
         assert {s.name for s in manager.status(settings) if s.healthy} >= {
             "postgres", "vault", "prefect", "mlflow", "worker-1"}
+        _refused_without_password(settings)
         api = settings.prefect_api_url
         vault.put_secret(vault.client(settings), "keep/me", "k", "v1")
         sign_key = vault.root_client(settings).secrets.transit.read_key(name="suite-sign")
@@ -53,7 +76,12 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         assert "vault" in stopped and "postgres" in stopped
         assert all(s.state == "down" for s in manager.status(settings))
 
+        # a cluster of an earlier version trusted everyone: the next start switches it
+        hba = settings.dir("postgres", "data", "pg_hba.conf")
+        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
         manager.up(settings, only=only)
+        assert "trust" not in hba.read_text()
+        _refused_without_password(settings)
         assert vault.get_secret(vault.client(settings), "keep/me", "k") == "v1"
         again = vault.root_client(settings).secrets.transit.read_key(name="suite-sign")
         assert again["data"]["keys"] == sign_key["data"]["keys"]

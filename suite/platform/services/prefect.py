@@ -6,7 +6,7 @@ import subprocess
 
 from suite import prefect_http
 from suite.errors import ServiceUnavailable
-from suite.platform import api_auth
+from suite.platform import api_auth, credentials
 from suite.platform.service import Service, http_ok
 from suite.settings import Settings, child_env
 
@@ -34,15 +34,26 @@ def prefect_env(settings: Settings) -> dict[str, str]:
         PREFECT_SERVER_API_PORT=str(settings.port("prefect")),
         MLFLOW_TRACKING_URI=settings.mlflow_uri,
     )
-    if settings.database == "postgres":
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
-            f"postgresql+asyncpg://postgres@{settings.host}:{settings.port('postgres')}/prefect"
-        )
-    else:
+    # with Postgres only the server connects, with the password (server_database_env)
+    if settings.database != "postgres":
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
             f"sqlite+aiosqlite:///{settings.dir('prefect', 'prefect.db')}"
         )
     return env
+
+
+def server_database_env(settings: Settings) -> dict[str, str]:
+    """The Postgres connection of the server alone (workers and the CLI never touch the
+    database, so they never hold its password). Prefect templates the password into the URL
+    and keeps both as secrets, so the URL as written (and as Prefect shows it) has none."""
+    if settings.database != "postgres":
+        return {}
+    return {
+        "PREFECT_API_DATABASE_CONNECTION_URL":
+            f"postgresql+asyncpg://postgres:${{PREFECT_SERVER_DATABASE_PASSWORD}}@"
+            f"{settings.host}:{settings.port('postgres')}/prefect",
+        "PREFECT_SERVER_DATABASE_PASSWORD": credentials.password(settings, "postgres"),
+    }
 
 
 class PrefectServerService(Service):
@@ -61,6 +72,7 @@ class PrefectServerService(Service):
     def env(self) -> dict[str, str]:
         env = prefect_env(self.settings)
         env["PREFECT_SERVER_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
+        env.update(server_database_env(self.settings))
         return env
 
     def argv(self) -> list[str]:
