@@ -158,7 +158,8 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                                settings)
             rec.image = image.pinned
         with stage(rec, "scan"):
-            gate = scan_task(image=image.pinned, repo=plan.source, settings=settings)
+            gate = scan_task(image=image.pinned, repo=plan.source, settings=settings,
+                             service=service)
             rec.gate = {"allowed": gate.allowed, "warnings": list(gate.warnings),
                         "waivers": list(gate.waivers_used)}
         with stage(rec, "test", lambda: f"{tests.passed} passed, {tests.failed} failed"):

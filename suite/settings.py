@@ -109,6 +109,9 @@ class Settings:
     #: names of operator variables passed to platform children beyond :data:`CHILD_ENV_NAMES`
     #: (``SUITE_PASS_ENV=NAME,NAME``): the one way to hand a child more than the allow-list
     pass_env: tuple[str, ...] = ()
+    #: a person's cached Vault login (`suite login`; ``SUITE_TOKEN_FILE``, default
+    #: ``$XDG_CONFIG_HOME/suite/token`` or ``~/.config/suite/token``); None: no login cache
+    token_file: Path | None = None
 
     def __post_init__(self) -> None:
         for name, port in self.ports.items():
@@ -189,7 +192,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
     ``SUITE_HOME`` (default ``./.suite``), ``SUITE_<SERVICE>_PORT``, ``SUITE_WORKERS``,
     ``SUITE_DATABASE``, ``SUITE_WORKER_QUERY_SECONDS``, ``DOCKER_HOST``, ``SUITE_IMAGE_CACHE``,
-    ``SUITE_TRIVY_CACHE_DIR``, ``SUITE_RATE_LIMIT``, ``SUITE_PASS_ENV``.
+    ``SUITE_TRIVY_CACHE_DIR``, ``SUITE_RATE_LIMIT``, ``SUITE_PASS_ENV``, ``SUITE_TOKEN_FILE``.
     """
     env = os.environ if env is None else env
     home = Path(env.get("SUITE_HOME") or Path.cwd() / ".suite").expanduser().resolve()
@@ -215,7 +218,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                             int(saved.get("rate_limit", DEFAULT_RATE_LIMIT))),
         pass_env=tuple(n.strip() for n in (env.get("SUITE_PASS_ENV") or "").split(",")
                        if n.strip()),
+        token_file=_path_env(env, "SUITE_TOKEN_FILE") or _default_token_file(env),
     )
+
+
+def _default_token_file(env: Mapping[str, str]) -> Path | None:
+    config = env.get("XDG_CONFIG_HOME") or (f"{env['HOME']}/.config" if env.get("HOME") else "")
+    return Path(config).expanduser() / "suite" / "token" if config else None
 
 
 def prefect_auth_string(env: Mapping[str, str] | None = None) -> str | None:

@@ -45,6 +45,7 @@ from suite.vault_policy import (
     SERVICE_POLICY_PREFIX,
     SIGN_KEYS,
     SIGNERS,
+    WAIVER_KEY,
     WORKER_ROLE,
     Purpose,
     policies,
@@ -170,7 +171,7 @@ def bootstrap(settings: Settings) -> None:
     ) else []
     # the legacy key too, on a fresh Vault as well: nobody may sign with it, so a bare
     # (pre-split) signature there is simply invalid instead of naming a missing key
-    for key in (*SIGN_KEYS, LEGACY_SIGN_KEY):
+    for key in (*SIGN_KEYS, WAIVER_KEY, LEGACY_SIGN_KEY):
         if key not in existing:
             client.secrets.transit.create_key(name=key, key_type="ed25519")
     if DATA_KEY not in existing:

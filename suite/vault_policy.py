@@ -6,6 +6,8 @@ purpose                   transit key          the only identity that signs with
 audit records and HEAD    ``suite-audit``      AppRole ``suite-audit``
 build provenance          ``suite-provenance`` AppRole ``suite-builder``
 model attestations        ``suite-attest``     AppRole ``suite-trainer``
+scan waivers              ``suite-waiver``     a person with the approver role (people
+                                               policies: :data:`WAIVER_SIGN_POLICY`)
 ========================  ===================  ========================================
 
 ``suite-sign``, the one key that signed everything before, stays for verification only: records
@@ -28,6 +30,9 @@ LEGACY_SIGN_KEY = "suite-sign"
 WORKER_ROLE = "suite-worker"
 ADMIN_POLICY_NAME = "suite-admin"
 SERVICE_POLICY_PREFIX = "suite-service-"
+#: the transit key scan waivers are signed with (policies/waivers.py): a person's key, not an
+#: AppRole's, so it is not among :data:`SIGNERS`
+WAIVER_KEY = "suite-waiver"
 
 
 class Purpose(StrEnum):
@@ -69,7 +74,16 @@ SECRET_ID_NUM_USES = 10000
 
 def _verify_all() -> str:
     return "".join(f'path "transit/verify/{k}" {{ capabilities = ["update"] }}\n'
-                   for k in (*SIGN_KEYS, LEGACY_SIGN_KEY))
+                   for k in (*SIGN_KEYS, WAIVER_KEY, LEGACY_SIGN_KEY))
+
+
+#: signing scan waivers: meant for the approver role's policy (issue 13 item 2); until that
+#: policy exists the admin policy carries it. Lookup-self names the signer in the waiver.
+WAIVER_SIGN_POLICY = f"""
+# sign scan waivers (policies/waivers.py): the approver role
+path "transit/sign/{WAIVER_KEY}" {{ capabilities = ["update"] }}
+path "auth/token/lookup-self" {{ capabilities = ["read"] }}
+"""
 
 
 #: where the audit signer keeps the HEAD counter of each trail (suite.audit.anchor)
@@ -93,7 +107,8 @@ path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
 
 ADMIN_POLICY = f"""
 # suite-admin: the platform operator's everyday token (CLI), instead of the root token, and the
-# bootstrap of every `suite up` after the root token is revoked. It signs nothing itself.
+# bootstrap of every `suite up` after the root token is revoked. It signs nothing itself but
+# scan waivers (WAIVER_SIGN_POLICY), until the approver role holds that.
 path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
   capabilities = ["create", "read", "update", "patch", "delete"]
 }}
@@ -110,7 +125,7 @@ path "sys/policies/acl/suite-*" {{ capabilities = ["create", "read", "update", "
 path "sys/policy/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
 # recovery: `bao operator generate-root` with this token and the unseal key (docs/security.md)
 path "sys/generate-root-token/*" {{ capabilities = ["create", "read", "update", "delete"] }}
-""" + _verify_all()
+""" + _verify_all() + WAIVER_SIGN_POLICY
 
 
 def policies() -> dict[str, str]:

@@ -71,6 +71,8 @@ class Control:
     actor: str
     reason: str
     at: str
+    #: an approver's identity token (suite.people): the flow checks it before acting
+    identity_token: str = ""
 
 
 def _now() -> str:
@@ -135,7 +137,8 @@ class Releases:
             if INTENDED.intersection(changes):
                 self._intend(updated)
 
-    def send(self, service: str, command: Command, actor: str, reason: str) -> Active:
+    def send(self, service: str, command: Command, actor: str, reason: str,
+             identity_token: str = "") -> Active:
         current = self.active(service)
         if current is None or current.phase == "ended":
             ended = f" (the last one, {current.release}, ended {current.outcome})" if current \
@@ -143,7 +146,7 @@ class Releases:
             raise ConfigError(f"service {service!r} has no release in progress{ended}: "
                               f"nothing to {command.value}")
         atomic_write(self._control_path(service), json.dumps(asdict(Control(
-            current.release, command, actor, reason, _now()))))
+            current.release, command, actor, reason, _now(), identity_token))), mode=0o600)
         return current
 
     def pending(self, service: str, release: str, consume: bool = True) -> Control | None:
@@ -158,4 +161,5 @@ class Releases:
         if consume:
             path.unlink(missing_ok=True)
         return Control(data["release"], Command(data["command"]), data.get("actor", "?"),
-                       data.get("reason", ""), data.get("at", ""))
+                       data.get("reason", ""), data.get("at", ""),
+                       str(data.get("identity_token") or ""))

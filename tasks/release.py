@@ -17,7 +17,8 @@ from prefect.input import RunInput
 from prefect.states import Completed, State
 
 from suite import audit
-from suite.errors import ServiceUnavailable
+from suite.errors import ConfigError, ServiceUnavailable
+from suite.people import Checked
 from suite.platform import manager
 from suite.settings import Settings
 from tasks.report import ReleaseRecord, StageRecord
@@ -90,24 +91,82 @@ def rollback_model_task(settings: Settings, name: str, reason: str, actor: str) 
 
 
 class Approval(RunInput):
-    """What a human answers when a canary step is MARGINAL (form in the Prefect UI)."""
+    """What a human answers when a canary step is MARGINAL (form in the Prefect UI). The
+    approver is never typed: ``identity_token`` is the output of `suite approve-token` (a JWT
+    Vault signs for a logged-in approver), and the flow records the identity it names."""
 
     decision: Literal["approve", "rollback"]
+    identity_token: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An approval whose identity token Vault accepted: ``approver`` is that identity."""
+
+    decision: str
     approver: str
     reason: str
 
 
-def ask_approval(rec: ReleaseRecord, step: int, timeout_s: int) -> Approval | None:
-    """Pause the run until a human answers; ``None`` when the wait timed out."""
+def pause_for_approval(key: str, timeout_s: int) -> Approval | None:
+    """Prefect's pause with typed input; ``None`` when the wait timed out."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
     try:
-        answer = pause_flow_run(wait_for_input=Approval, timeout=timeout_s,
-                                key=f"approval-{rec.release}-{step}")
+        answer = pause_flow_run(wait_for_input=Approval, timeout=timeout_s, key=key)
     except FlowPauseTimeout:
         return None
     return answer
+
+
+def ask_approval(rec: ReleaseRecord, step: int, timeout_s: int,
+                 verify: Callable[[str | None], Checked],
+                 refused: Callable[[str], None] = lambda reason: None,
+                 pause: Callable[[str, int], Approval | None] = pause_for_approval,
+                 clock: Callable[[], float] = time.monotonic) -> Answer | None:
+    """Pause the run until an approver answers; ``None`` when the wait timed out. An answer
+    whose identity token Vault does not accept (missing, forged, expired, not an approver's)
+    is refused (``refused`` gets the reason) and the run waits again for the time left."""
+    deadline, attempt = clock() + timeout_s, 0
+    while (left := round(deadline - clock())) >= 1:
+        key = f"approval-{rec.release}-{step}" + (f"-{attempt}" if attempt else "")
+        got = pause(key, left)
+        if got is None:
+            return None
+        checked = verify(got.identity_token)
+        if checked.approver is not None:
+            return Answer(got.decision, checked.approver, got.reason)
+        refused(checked.reason)
+        attempt += 1
+    return None
+
+
+def approval_checker(settings: Settings) -> Callable[[str | None], Checked]:
+    """Vault (the worker's identity) checks an approval token: suite.people.verify_approval."""
+    from suite import people, vault
+    from suite.errors import SuiteError
+
+    def check(token: str | None) -> Checked:
+        try:
+            client = vault.client(settings)
+        except SuiteError as exc:
+            return Checked(None, f"Vault cannot be asked about the approval token: {exc}")
+        return people.verify_approval(client, token)
+
+    return check
+
+
+@task(name="check-override", cache_policy=NO_CACHE)
+def check_override_task(settings: Settings, what: str, identity_token: str) -> str:
+    """A run parameter that overrides the manifest (``what``) needs an approver's identity
+    token (issue 13 item 4); the approver it names, or a ConfigError with the reason."""
+    checked = approval_checker(settings)(identity_token)
+    if checked.approver is None:
+        raise ConfigError(f"{what} needs an approver: {checked.reason} (`suite release NAME "
+                          f"--strategy KIND` as an approver passes the token)")
+    return checked.approver
 
 
 # -- the end of a release: what serves and the champion agree, whatever failed ---------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from policies.canary import load as load_template
 from suite.errors import SuiteError
 from suite.load import LoadGenerator
+from suite.people import Checked
 from suite.services.spec import AnalysisRef, ServiceSpec, StrategyKind
 from suite.settings import Settings
 from tasks.analyze import analysis_task, pause_templates, pause_watch
@@ -29,7 +30,7 @@ from tasks.deploy import (
     set_weight_task,
 )
 from tasks.notify import Event, notify_task
-from tasks.release import ask_approval, audit_task, stage
+from tasks.release import approval_checker, ask_approval, audit_task, stage
 from tasks.report import ReleaseRecord, StageRecord
 from tasks.smoke import smoke_task
 from tasks.targets import get_target
@@ -59,6 +60,8 @@ class Rollout:
     templates: dict[str, str]
     approval_timeout_s: int = 600
     sleep: Callable[[float], None] = time.sleep
+    #: checks an approver's identity token (default: Vault, tasks.release.approval_checker)
+    verify: Callable[[str | None], Checked] | None = None
 
     @property
     def service(self) -> str:
@@ -67,6 +70,9 @@ class Rollout:
     @property
     def releases(self) -> Releases:
         return Releases(self.settings)
+
+    def check(self, token: str | None) -> Checked:
+        return (self.verify or approval_checker(self.settings))(token)
 
 
 def stable_missing(settings: Settings, target: str, service: str) -> bool:
@@ -87,13 +93,27 @@ def _smoke(ro: Rollout, address: str) -> None:
 
 
 def _command(ro: Rollout, consume: bool = True) -> Command | None:
+    """The command sent for this release, acted on only when it may be: a promote (which
+    may skip steps) needs an approver's identity token, and the recorded actor is the identity
+    Vault vouches for. An abort with a token is checked the same way; one without a token
+    comes from the operator's platform itself (`suite down --abort-releases`: the control
+    file is the operator's) and only ever returns to stable."""
     found = ro.releases.pending(ro.service, ro.rec.release, consume=consume)
     if found is None:
         return None
+    actor = found.actor
+    if found.command == Command.PROMOTE or found.identity_token:
+        checked = ro.check(found.identity_token)
+        if checked.approver is None:
+            audit_task(ro.settings, f"release.{found.command.value}.refused", ro.rec.release,
+                       {"reason": checked.reason, "sent_as": found.actor}, outcome="refused")
+            print(f"{found.command.value} refused: {checked.reason}")
+            return None
+        actor = checked.approver
     audit_task(ro.settings, f"release.{found.command.value}", ro.rec.release,
-               {"reason": found.reason}, actor=found.actor)
+               {"reason": found.reason}, actor=actor)
     if found.command == Command.ABORT:
-        raise RolledBack(f"aborted by {found.actor}: {found.reason or 'no reason given'}")
+        raise RolledBack(f"aborted by {actor}: {found.reason or 'no reason given'}")
     return found.command
 
 
@@ -150,11 +170,15 @@ def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
     deployed = get_target(ro.target, ro.settings)
     worst = Verdict.PASS
     reasons = []
+    checked: dict[str, bool] = {}  # an abort's token is asked of Vault once, not every poll
     for name in ref.templates:
         def health() -> list[str]:
             stop = ro.releases.pending(ro.service, ro.rec.release, consume=False)
             if stop is not None and stop.command == Command.ABORT:
-                return [f"abort requested by {stop.actor}"]
+                if stop.identity_token and stop.at not in checked:
+                    checked[stop.at] = ro.check(stop.identity_token).ok
+                if checked.get(stop.at, True):
+                    return [f"abort requested by {stop.actor}"]
             return deployed.problems(ro.service, JUDGED)  # a dead canary/preview: ERROR
 
         def heal() -> list[str]:
@@ -202,7 +226,12 @@ def _approve(ro: Rollout, number: int, why_marginal: str) -> None:
     notify_task(ro.settings, ro.spec.notify, Event.WAITING_APPROVAL, ro.service, ro.rec.release,
                 "waiting", f"step {number} MARGINAL ({why_marginal}): `suite release promote|"
                 f"abort {ro.service}` or the run's form; rolls back in {ro.approval_timeout_s}s")
-    answer = ask_approval(ro.rec, number, ro.approval_timeout_s)
+    def refused(reason: str) -> None:
+        audit_task(ro.settings, "canary.approval.refused", f"{ro.rec.release} step {number}",
+                   {"reason": reason}, outcome="refused")
+        print(f"step {number}: an answer was refused: {reason}; still waiting")
+
+    answer = ask_approval(ro.rec, number, ro.approval_timeout_s, ro.check, refused)
     ro.releases.update(ro.service, phase="running")
     decision = answer.decision if answer else "rollback"
     who = answer.approver if answer else "timeout"

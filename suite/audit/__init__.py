@@ -33,11 +33,30 @@ def trail(settings: Settings) -> AuditTrail:
     return AuditTrail(directory, signer, VaultAnchor(lambda: signer.client, head_path(directory)))
 
 
-def default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+#: identities already asked of Vault in this process, by (Vault, login cache, home)
+_identities: dict[tuple[str, str, str], str] = {}
+
+
+def default_actor(settings: Settings | None = None) -> str:
+    """The authenticated identity of this process (suite.people.identity): ``userpass:<name>``
+    after `suite login`, ``token:suite-admin`` for the operator's admin token,
+    ``approle:suite-worker`` in a worker. Only when Vault cannot say (no login, no admin token,
+    Vault down) the local account, marked ``local:<user>`` — never a name typed by someone."""
+    from suite import people
+    from suite.errors import SuiteError
+    from suite.settings import load
+
+    settings = settings or load()
+    key = (settings.vault_addr, str(settings.token_file), str(settings.home))
+    if key not in _identities:
+        try:
+            _identities[key] = people.identity(settings).name
+        except SuiteError:
+            try:
+                return f"local:{getpass.getuser()}"
+            except (KeyError, OSError):
+                return "local:unknown"
+    return _identities[key]
 
 
 def append(
@@ -50,7 +69,7 @@ def append(
     outcome: str = "ok",
 ) -> AuditRecord:
     return trail(settings).append(
-        actor=actor or default_actor(), action=action, subject=subject, inputs=inputs,
+        actor=actor or default_actor(settings), action=action, subject=subject, inputs=inputs,
         outcome=outcome,
     )
 

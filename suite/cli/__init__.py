@@ -45,6 +45,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 GROUPS = [
     "suite.cli.commands.platform",
     "suite.cli.commands.secrets",
+    "suite.cli.commands.people",
     "suite.cli.commands.audit",
     "suite.cli.commands.model",
     "suite.cli.commands.demo",

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -270,21 +270,66 @@ def test_gate_blocks_planted_image_naming_the_file(planted_report: scan.ScanRepo
     assert decision.warnings and "VULNERABILITY DB UNAVAILABLE" in decision.warnings[0]
 
 
-def test_waiver_lets_planted_image_pass_until_it_expires(
-    planted_report: scan.ScanReport, tmp_path: Path
+def test_only_signed_waivers_let_the_planted_image_pass(
+    platform: Settings, platform_env: dict[str, str], planted_report: scan.ScanReport,
+    tmp_path: Path,
 ) -> None:
+    """Unsigned waivers block and say how to sign them; `suite waiver sign` (the admin here,
+    holding the approver's capability) makes them count for the worker's check; a waiver edited
+    after signing, one signed by the build identity's key, and an expired one all block."""
+    from policies.waivers import canonical
+    from tasks import waivers
+
     today = date.today()
     blocking = [f for f in planted_report.findings if f.scanner is ScanKind.SECRET
                 or (f.scanner is ScanKind.MISCONFIG and f.severity.rank > Severity.MEDIUM.rank)]
     ids = sorted({f.id for f in blocking})
     assert {"aws-access-key-id", "DS-0002"} <= set(ids) or any("DS-0002" in i for i in ids)
-    policy = scan_policy.load().model_copy(update={"waivers": tuple(
-        scan_policy.Waiver(id=i, reason="test fixture", approver="sec-team",
-                           expires=today + timedelta(days=1)) for i in ids)})
-    ok = scan_policy.evaluate(planted_report, policy, today)
+    path = tmp_path / "scan.yaml"
+    until = today + timedelta(days=1)
+    listed = "".join(f"  - {{id: {i}, reason: test fixture, expires: {until}}}\n" for i in ids)
+    path.write_text(scan_policy.DEFAULT_POLICY.read_text().replace("waivers: []",
+                                                                   "waivers:\n" + listed))
+    worker = waivers.verifier(vault.worker_client(platform))
+
+    unsigned = scan.gate(planted_report, path, verify=worker)
+    assert not unsigned.allowed
+    assert all("is not signed" in r and f"suite waiver sign {path}" in r
+               for r in unsigned.reasons), unsigned.reasons
+
+    signed = subprocess.run([sys.executable, "-m", "suite.cli", "waiver", "sign", str(path),
+                             "--yes"], env=platform_env, capture_output=True, text=True)
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    listed_ok = subprocess.run([sys.executable, "-m", "suite.cli", "waiver", "list", str(path)],
+                               env=platform_env, capture_output=True, text=True)
+    assert listed_ok.returncode == 0, listed_ok.stdout + listed_ok.stderr
+    ok = scan.gate(planted_report, path, verify=worker)
     assert ok.allowed, ok.reasons
     assert len(ok.waivers_used) == len(ids)
-    later = scan_policy.evaluate(planted_report, policy, today + timedelta(days=2))
+    assert ok.waiver_signers == ("token:suite-admin",)
+    assert scan.summary(planted_report, ok)["waiver_signers"] == ["token:suite-admin"]
+
+    good = path.read_text()
+    path.write_text(good.replace("reason: test fixture", "reason: test fixture, widened", 1))
+    tampered = scan.gate(planted_report, path, verify=worker)
+    assert not tampered.allowed
+    assert any("does not match its signature" in r for r in tampered.reasons)
+
+    path.write_text(good)
+    first = scan_policy.load(path).waivers[0]
+    builder = vault.signer_client(platform, vault.Purpose.PROVENANCE)
+    forged = builder.secrets.transit.sign_data(
+        name="suite-provenance", hash_input=base64.b64encode(canonical(first)).decode())
+    path.write_text(good.replace(first.signature, "transit:suite-provenance:"
+                                 + forged["data"]["signature"], 1))
+    wrong_key = scan.gate(planted_report, path, verify=worker)
+    assert not wrong_key.allowed
+    assert any(f"waiver {first.id} is signed with key 'suite-provenance'" in r
+               for r in wrong_key.reasons)
+
+    path.write_text(good)
+    later = scan.gate(planted_report, path, datetime.now(UTC) + timedelta(days=2),
+                      verify=worker)
     assert not later.allowed
     assert all("expired" in r for r in later.reasons)
 

@@ -1,5 +1,8 @@
-"""`suite release NAME [--sha SHA] [--wait] [--json]` and `suite release status | promote |
-abort NAME` (Argo Rollouts' words).
+"""`suite release NAME [--sha SHA] [--strategy KIND] [--wait] [--json]` and `suite release
+status | promote | abort NAME` (Argo Rollouts' words).
+
+Who may: starting a release needs the releaser role, promote/abort and ``--strategy`` the
+approver role (suite.people; `suite login`); the actor recorded is the caller's identity.
 
 ``release`` starts the ``release/release`` deployment for a registered service on the work
 pool; ``--wait`` follows it (current step, weight, last verdict) and exits 0 when promoted, 1
@@ -33,15 +36,22 @@ def _run_state(api: str, run_id: str) -> dict[str, Any]:
 
 
 def start(settings: settings_mod.Settings, service: str, sha: str,
-          triggered_by: str) -> str:
+          triggered_by: str, strategy: str = "") -> str:
+    """Start a release as the caller's identity, which needs the releaser role; a strategy
+    other than the manifest's also needs an approver (an identity token goes with the run)."""
     from prefect.deployments import run_deployment
 
+    from suite import people
     from suite.services.registry import Registry
 
+    who = people.require(settings, people.Role.RELEASER, f"starting a release of {service}")
     Registry(settings).get(service)  # an unknown name is refused before a run exists
-    params: dict[str, Any] = {"service": service, "triggered_by": triggered_by}
+    params: dict[str, Any] = {"service": service, "triggered_by": f"{triggered_by} by {who.name}"}
     if sha:
         params["git_sha"] = sha
+    if strategy:
+        params["strategy"] = strategy
+        params["approval_token"] = people.approval_token(settings)
     try:
         with prefect_http.client_settings(settings.prefect_api_url):
             run = run_deployment(DEPLOYMENT, parameters=params, timeout=0,
@@ -99,7 +109,7 @@ def outcome_of_state(state: dict[str, Any]) -> str:
 
 def cmd_release(args: argparse.Namespace) -> int:
     settings = settings_mod.load()
-    run_id = start(settings, args.name, args.sha, args.triggered_by)
+    run_id = start(settings, args.name, args.sha, args.triggered_by, args.strategy)
     url = f"{settings.url('prefect')}/runs/flow-run/{run_id}"
     if not args.wait:
         print(json.dumps({"service": args.name, "flow_run_id": run_id, "url": url})
@@ -144,27 +154,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _resume_if_paused(settings: settings_mod.Settings, run_id: str, decision: str,
-                      actor: str, reason: str) -> bool:
-    """A run paused for a MARGINAL approval gets the answer as its input."""
+                      identity_token: str, reason: str) -> bool:
+    """A run paused for a MARGINAL approval gets the answer as its input, with the approver's
+    identity token: the flow records the identity Vault vouches for, never a typed name."""
     run = _run_state(settings.prefect_api_url, run_id)
     if (run.get("state") or {}).get("type") != "PAUSED":
         return False
     resp = prefect_http.request(settings.prefect_api_url, "POST",
                                 f"/flow_runs/{run_id}/resume", json={"run_input": {
-                                    "decision": decision, "approver": actor, "reason": reason}})
+                                    "decision": decision, "identity_token": identity_token,
+                                    "reason": reason}})
     if resp.status_code >= 300:
         raise ServiceUnavailable(f"resuming {run_id} failed: {resp.status_code} {resp.text}")
     return True
 
 
 def _command(args: argparse.Namespace, command: str) -> int:
+    from suite import people
     from tasks.control import Command, Releases
 
     settings = settings_mod.load()
-    actor = args.actor
-    active = Releases(settings).send(args.name, Command(command), actor, args.reason)
+    who = people.require(settings, people.Role.APPROVER, f"`suite release {command}`")
+    token = people.approval_token(settings)  # the flow checks it; a releaser gets none
+    active = Releases(settings).send(args.name, Command(command), who.name, args.reason, token)
     resumed = _resume_if_paused(settings, active.flow_run_id,
-                                "approve" if command == "promote" else "rollback", actor,
+                                "approve" if command == "promote" else "rollback", token,
                                 args.reason)
     print(f"{command} sent to release {active.release} of {args.name}"
           f"{' (it was waiting for approval: resumed)' if resumed else ''}")
@@ -207,7 +221,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--sha", default="", help="commit to release (default: the branch head)")
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if promoted")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--actor", default="cli", help="who sends promote/abort (audited)")
+    p.add_argument("--strategy", default="", choices=["", "canary", "blueGreen", "rolling"],
+                   help="another strategy than the manifest's (needs the approver role)")
     p.add_argument("--reason", default="", help="why (promote/abort; audited)")
     p.add_argument("--triggered-by", default="suite release (CLI)")
     p.set_defaults(func=dispatch)

@@ -32,5 +32,6 @@ def test_release_wait_exits_1_for_a_rolled_back_run(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cmd, "start", lambda *a: "run-1")
     monkeypatch.setattr(cmd, "_run_state", lambda api, run_id: {
         "state": {"type": "COMPLETED", "name": "RolledBack", "message": "step 3 FAIL"}})
-    args: Any = argparse.Namespace(name="web", sha="", triggered_by="t", wait=True, json=True)
+    args: Any = argparse.Namespace(name="web", sha="", triggered_by="t", wait=True, json=True,
+                                   strategy="")
     assert cmd.cmd_release(args) == 1
