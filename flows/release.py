@@ -53,6 +53,7 @@ from tasks.reconcile import on_release_ended, reconcile_task
 from tasks.release import (
     Outcome,
     audit_task,
+    check_override_task,
     current_champion,
     finalize_release,
     outcome_state,
@@ -86,6 +87,7 @@ def release(
     synthetic_load_body: dict[str, object] | None = None,
     target: str = "local",
     triggered_by: str = "manual",
+    approval_token: str = "",
 ) -> Outcome:
     """Release the registered ``service`` at ``git_sha`` (default: its branch's head).
 
@@ -94,7 +96,9 @@ def release(
     manifest's environment: fault injection in demos and tests). ``synthetic_load_rps``: requests
     (GETs of ``synthetic_load_path``, or POSTs of ``synthetic_load_body`` as JSON)
     sent through the router by the flow itself during the rollout, for environments without real
-    traffic (demo, tests).
+    traffic (demo, tests). A ``strategy`` other than the manifest's needs ``approval_token``, an
+    approver's identity token (`suite approve-token`; issue 13 item 4): the run refuses without
+    it, and ``release.start`` records who allowed the override.
     """
     settings = settings_mod.load()
     if target not in TARGETS:
@@ -117,14 +121,14 @@ def release(
                        free_slot=False)
         return _release(settings, service, git_sha, strategy, replicas, model_version,
                         env or {}, (synthetic_load_rps, synthetic_load_path, synthetic_load_body),
-                        target, triggered_by)
+                        target, triggered_by, approval_token)
 
 
 def _release(settings: settings_mod.Settings, service: str, git_sha: str,
              strategy: StrategyKind | None, replicas: int | None, model_version: str,
              env: dict[str, str],
              synthetic: tuple[float, str, dict[str, object] | None], target: str,
-             triggered_by: str) -> Outcome:
+             triggered_by: str, approval_token: str = "") -> Outcome:
     log = get_run_logger()
     policy = load_policy()
     rec = ReleaseRecord(release="", service=service, strategy="", target=target,
@@ -141,13 +145,19 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
         spec = plan.spec
         notify = spec.notify
         kind = StrategyKind(strategy) if strategy else spec.strategy.kind
+        override: dict[str, str] = {}
+        if kind != spec.strategy.kind:  # run parameters never loosen a gate unapproved
+            what = f"strategy {kind.value} instead of the manifest's {spec.strategy.kind.value}"
+            override = {"strategy": what, "approved_by": check_override_task(
+                settings, what, approval_token)}
         rec.strategy, rec.git_sha = kind.value, plan.git_sha
         rec.release = new_release_id(plan.git_sha)
         # no record, no release: nothing is written or changed before release.start is signed
         audit_task(settings, "release.start", start_subject(rec.release, service, triggered_by),
                    {"service": service, "git_sha": plan.git_sha, "strategy": kind.value,
                     "target": target, "manifest": spec.digest,
-                    "run": str(flow_run.get_id()), "triggered_by": triggered_by})
+                    "run": str(flow_run.get_id()), "triggered_by": triggered_by,
+                    **({"override": override} if override else {})})
         releases.start(Active(service, rec.release, str(flow_run.get_id() or ""), kind.value,
                               datetime.now(UTC).isoformat(timespec="seconds")))
         notify_task(settings, notify, Event.STARTED, service, rec.release, "running",

@@ -183,6 +183,9 @@ def bootstrap(settings: Settings) -> None:
     vdir = vault_dir(settings)
     for role, stem in ROLES:
         _approle(client, vdir, role, stem)
+    from suite import people  # userpass, the approval identity tokens, TOTP (issue 13 item 2)
+
+    people.bootstrap(client)
     admin = vdir / "admin-token"
     if _token_valid(settings, admin):
         _client(settings, admin.read_text().strip()).auth.token.renew_self()

@@ -130,6 +130,79 @@ path "sys/generate-root-token/*" {{ capabilities = ["create", "read", "update", 
 
 def policies() -> dict[str, str]:
     """Every policy the bootstrap writes, by name."""
-    out = {WORKER_ROLE: WORKER_POLICY, ADMIN_POLICY_NAME: ADMIN_POLICY}
+    out = {WORKER_ROLE: WORKER_POLICY + WORKER_INTROSPECT_POLICY,
+           ADMIN_POLICY_NAME: ADMIN_POLICY + PEOPLE_ADMIN_POLICY}
     out.update({s.role: signer_policy(s) for s in SIGNERS.values()})
+    out.update(people_policies())
     return out
+
+
+# -- people (issue 13 item 2): userpass users hold one role, each a set of these policies ------
+
+VIEWER_POLICY_NAME = "suite-viewer"
+RELEASER_POLICY_NAME = "suite-releaser"
+APPROVER_POLICY_NAME = "suite-approver"
+#: the OIDC identity-token role an approval is signed under, and its key (suite.people)
+APPROVAL_ROLE = "suite-approver"
+APPROVAL_KEY = "suite-approval"
+#: where Prefect's API credential is kept (H4: the auth string): people who may reach Prefect
+PREFECT_AUTH_KV = f"{KV_MOUNT}/data/{KV_PREFIX}/platform/prefect"
+#: the userpass mount people log in at
+USERPASS_MOUNT = "userpass"
+
+VIEWER_POLICY = """
+# suite-viewer: a person who looks (suite whoami, the audit trail); no Prefect credential, so
+# no release can be started, altered or approved
+path "auth/token/lookup-self" { capabilities = ["read"] }
+"""
+
+RELEASER_POLICY = f"""
+# suite-releaser: a person who starts releases: reads Prefect's API credential
+path "{PREFECT_AUTH_KV}" {{ capabilities = ["read"] }}
+"""
+
+APPROVER_POLICY = f"""
+# suite-approver: a person who answers MARGINAL pauses, promotes, aborts and overrides a
+# release's strategy: asks Vault for a short-lived signed identity token (a JWT) naming them
+path "identity/oidc/token/{APPROVAL_ROLE}" {{ capabilities = ["read"] }}
+path "{PREFECT_AUTH_KV}" {{ capabilities = ["read"] }}
+"""
+
+#: the bootstrap (as suite-admin) sets up people; admins manage users
+PEOPLE_ADMIN_POLICY = f"""
+# people (suite.people): userpass, the approval identity tokens, TOTP login MFA, users
+path "sys/auth/{USERPASS_MOUNT}" {{ capabilities = ["create", "read", "update", "sudo"] }}
+path "auth/{USERPASS_MOUNT}/users/*" {{
+  capabilities = ["create", "read", "update", "delete", "list"]
+}}
+path "auth/{USERPASS_MOUNT}/users" {{ capabilities = ["list"] }}
+path "identity/oidc/key/{APPROVAL_KEY}" {{ capabilities = ["create", "read", "update"] }}
+path "identity/oidc/role/{APPROVAL_ROLE}" {{ capabilities = ["create", "read", "update"] }}
+path "identity/entity" {{ capabilities = ["create", "update"] }}
+path "identity/entity/name/*" {{ capabilities = ["create", "read", "update", "delete"] }}
+path "identity/entity-alias" {{ capabilities = ["create", "update"] }}
+path "identity/mfa/method/totp" {{ capabilities = ["create", "update", "list"] }}
+path "identity/mfa/method/totp/*" {{ capabilities = ["create", "read", "update", "list"] }}
+path "identity/mfa/login-enforcement/suite-totp" {{ capabilities = ["create", "read", "update"] }}
+path "identity/oidc/introspect" {{ capabilities = ["update"] }}
+"""
+
+#: the worker checks an approval's identity token (never issues one)
+WORKER_INTROSPECT_POLICY = f"""
+# check approvals: an approver's identity token (suite.people.verify_approval)
+path "identity/oidc/introspect" {{ capabilities = ["update"] }}
+path "identity/oidc/role/{APPROVAL_ROLE}" {{ capabilities = ["read"] }}
+"""
+
+#: role -> the policies its userpass users hold (each role holds the ones below it)
+PEOPLE_ROLES: dict[str, tuple[str, ...]] = {
+    "viewer": (VIEWER_POLICY_NAME,),
+    "releaser": (VIEWER_POLICY_NAME, RELEASER_POLICY_NAME),
+    "approver": (VIEWER_POLICY_NAME, RELEASER_POLICY_NAME, APPROVER_POLICY_NAME),
+    "admin": (VIEWER_POLICY_NAME, RELEASER_POLICY_NAME, APPROVER_POLICY_NAME, ADMIN_POLICY_NAME),
+}
+
+
+def people_policies() -> dict[str, str]:
+    return {VIEWER_POLICY_NAME: VIEWER_POLICY, RELEASER_POLICY_NAME: RELEASER_POLICY,
+            APPROVER_POLICY_NAME: APPROVER_POLICY}
