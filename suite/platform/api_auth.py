@@ -57,6 +57,6 @@ def prefect_auth(settings: Settings, client: hvac.Client | None = None) -> Secre
         ) from exc
     if ":" not in value:
         raise VaultError(f"Prefect's auth string in Vault ({vault.KV_MOUNT}/{vault.KV_PREFIX}/"
-                         f"{PREFECT_PATH}) is not 'user:password'; delete the key and run "
-                         f"`suite down --only prefect && suite up` to make a new one")
+                         f"{PREFECT_PATH}) is not 'user:password'; set one with `suite secrets put "
+                         f"{PREFECT_PATH} {PREFECT_KEY}`, then `suite down && suite up`")
     return SecretStr(value)
