@@ -29,7 +29,7 @@ CHANGE = ("release.start", "stage.build", "stage.scan", "stage.test", "canary.an
           "canary.approval", "release.promote", "release.abort", "model.promote",
           "release.promoted", "release.rolled_back", "release.failed", "release.rollback",
           "release.reconciled", "deploy.promote", "deploy.heal", "model.undo",
-          "pulumi.*")
+          "waiver.sign", "pulumi.*")
 GATES = ("scan.yaml", "release.yaml", "canary.yaml", "model.yaml", "analysis/http.yaml",
          "analysis/model-server.yaml", "crossguard/PulumiPolicy.yaml")
 

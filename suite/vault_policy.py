@@ -77,8 +77,9 @@ def _verify_all() -> str:
                    for k in (*SIGN_KEYS, WAIVER_KEY, LEGACY_SIGN_KEY))
 
 
-#: signing scan waivers: meant for the approver role's policy (issue 13 item 2); until that
-#: policy exists the admin policy carries it. Lookup-self names the signer in the waiver.
+#: signing scan waivers: part of the approver role's policy (so admins, who hold it too), never
+#: of an AppRole's nor of the operator's admin token: a waiver names a person. Lookup-self
+#: names the signer in the waiver.
 WAIVER_SIGN_POLICY = f"""
 # sign scan waivers (policies/waivers.py): the approver role
 path "transit/sign/{WAIVER_KEY}" {{ capabilities = ["update"] }}
@@ -107,8 +108,7 @@ path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
 
 ADMIN_POLICY = f"""
 # suite-admin: the platform operator's everyday token (CLI), instead of the root token, and the
-# bootstrap of every `suite up` after the root token is revoked. It signs nothing itself but
-# scan waivers (WAIVER_SIGN_POLICY), until the approver role holds that.
+# bootstrap of every `suite up` after the root token is revoked. It signs nothing itself.
 path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
   capabilities = ["create", "read", "update", "patch", "delete"]
 }}
@@ -125,7 +125,7 @@ path "sys/policies/acl/suite-*" {{ capabilities = ["create", "read", "update", "
 path "sys/policy/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
 # recovery: `bao operator generate-root` with this token and the unseal key (docs/security.md)
 path "sys/generate-root-token/*" {{ capabilities = ["create", "read", "update", "delete"] }}
-""" + _verify_all() + WAIVER_SIGN_POLICY
+""" + _verify_all()
 
 
 def policies() -> dict[str, str]:
@@ -205,4 +205,4 @@ PEOPLE_ROLES: dict[str, tuple[str, ...]] = {
 
 def people_policies() -> dict[str, str]:
     return {VIEWER_POLICY_NAME: VIEWER_POLICY, RELEASER_POLICY_NAME: RELEASER_POLICY,
-            APPROVER_POLICY_NAME: APPROVER_POLICY}
+            APPROVER_POLICY_NAME: APPROVER_POLICY + WAIVER_SIGN_POLICY}

@@ -14,8 +14,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from policies import scan as scan_policy
+from policies.waivers import Verify
 from suite.settings import Settings
-from tasks import scanners
+from tasks import scanners, waivers
 from tasks.scanners.base import DbStatus, ScanReport, ScanTarget, Severity, TargetKind
 
 MAX_LISTED = 50
@@ -45,9 +46,17 @@ def gate(
     report: ScanReport,
     policy_path: Path = scan_policy.DEFAULT_POLICY,
     today: datetime | None = None,
+    *,
+    verify: Verify | None = None,
+    service: str | None = None,
 ) -> scan_policy.GateDecision:
+    """The gate on ``report``. Waivers count only once ``verify`` (Vault, ``suite-waiver``) has
+    checked their signatures; without it none does."""
     policy = scan_policy.load(policy_path)
-    return scan_policy.evaluate(report, policy, (today or datetime.now(UTC)).date())
+    day = (today or datetime.now(UTC)).date()
+    checks = (waivers.check_policy(policy, verify, day, str(policy_path))
+              if verify is not None and policy.waivers else {})
+    return scan_policy.evaluate(report, policy, day, checks, service)
 
 
 def markdown(report: ScanReport, decision: scan_policy.GateDecision) -> str:
@@ -83,14 +92,17 @@ def scan_task(
     scanner: str = "trivy",
     policy_path: str | None = None,
     settings: Settings | None = None,
+    service: str | None = None,
 ) -> scan_policy.GateDecision:
-    """Scan, gate, publish the artifact, audit; raise ``GateBlocked`` when the gate says so."""
+    """Scan, gate, publish the artifact, audit; raise ``GateBlocked`` when the gate says so.
+    ``service``: the service released, for waivers scoped to one service."""
     from suite import audit
     from suite import settings as settings_mod
 
     settings = settings or settings_mod.load()
     report = scan(settings, image=image, repo=Path(repo) if repo else None, scanner=scanner)
-    decision = gate(report, Path(policy_path) if policy_path else scan_policy.DEFAULT_POLICY)
+    decision = gate(report, Path(policy_path) if policy_path else scan_policy.DEFAULT_POLICY,
+                    verify=waivers.settings_verifier(settings), service=service)
     create_markdown_artifact(key="scan-report", markdown=markdown(report, decision),
                              description=f"scan of {image or repo}")
     audit.append(settings, action="stage.scan", subject=image or repo or "",
@@ -108,6 +120,7 @@ def summary(report: ScanReport, decision: scan_policy.GateDecision) -> dict[str,
         "allowed": decision.allowed,
         "reasons": list(decision.reasons[:MAX_LISTED]),
         "waivers_used": list(decision.waivers_used),
+        "waiver_signers": list(decision.waiver_signers),
         "warnings": list(decision.warnings),
         "evidence": list(report.evidence),
     }

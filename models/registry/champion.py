@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 
+from models.registry import audited
 from models.registry.store import CHALLENGER, CHAMPION, client, get_version, version_by_alias
 from suite import audit
 from suite.errors import ConfigError
@@ -107,8 +108,10 @@ def _move(
             "champion.reason": change.reason,
         }.items():
             mc.set_model_version_tag(name, to_version, tag, value)
+        # the version in the subject: the trail alone says what the alias must be now
+        # (models.registry.audited), whatever the history tags say
         audit.append(settings, actor=actor, action=f"model.{action}",
-                     subject=f"models:/{name}@{CHAMPION}",
+                     subject=f"models:/{name}/{to_version}@{CHAMPION}",
                      inputs={"from": from_version, "to": to_version, "reason": change.reason})
     except BaseException as exc:
         # any failure (not only ours: MLflow, Vault, an interrupt) leaves the alias as it was
@@ -186,6 +189,26 @@ def promote(
     return change
 
 
+def _check_against_trail(settings: Settings, name: str, current: str,
+                         changes: Sequence[ChampionChange]) -> None:
+    """Refuse to roll back by history tags the audit trail does not back: the tags are
+    writable by anyone with MLflow access, the trail is signed."""
+    records = audit.trail(settings).records()
+    tags = {name: list(changes)} if name in audited.needs_tags(records) else {}
+    exp = audited.expected(records, tags).get(name)
+    if exp is None:
+        raise ConfigError(f"the audit trail has no {CHAMPION} move of {name!r}: its history tags "
+                          f"were not written by the suite; promote the wanted version "
+                          f"explicitly with --version")
+    if exp.champion != current:
+        raise ConfigError(str(audited.Drift(name, CHAMPION, current, exp.champion,
+                                            exp.champion_seq))
+                          + "; promote the wanted version explicitly with --version")
+    mismatch = audited.lineage_mismatch(name, lineage(changes), exp)
+    if mismatch:
+        raise ConfigError(f"{mismatch}; promote the wanted version explicitly with --version")
+
+
 def rollback(
     settings: Settings, name: str, *, actor: str | None = None, reason: str = "",
 ) -> ChampionChange:
@@ -195,13 +218,15 @@ def rollback(
     current = version_by_alias(mc, name, CHAMPION)
     if current is None:
         raise ConfigError(f"model {name!r} has no {CHAMPION} to roll back")
-    stack = lineage(_history(mc, name))
+    changes = _history(mc, name)
+    stack = lineage(changes)
     if not stack or stack[-1] != str(current.version):
         raise ConfigError(
             f"{CHAMPION} of {name!r} is v{current.version} but the recorded history ends at "
             f"{'v' + stack[-1] if stack else 'nothing'}: the alias was moved outside "
             "`suite model promote`; promote the wanted version explicitly with --version"
         )
+    _check_against_trail(settings, name, str(current.version), changes)
     if len(stack) < 2:
         raise ConfigError(f"model {name!r} has no previous {CHAMPION} to roll back to "
                           f"(v{current.version} is the first)")

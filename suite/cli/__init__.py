@@ -57,6 +57,7 @@ GROUPS = [
     "suite.cli.commands.doctor",
     "suite.cli.commands.compliance",
     "suite.cli.commands.completion",
+    "suite.cli.commands.waiver",
 ]
 
 

@@ -11,6 +11,8 @@ from suite.vault_policy import (
     LEGACY_SIGN_KEY,
     SIGN_KEYS,
     SIGNERS,
+    WAIVER_KEY,
+    WAIVER_SIGN_POLICY,
     WORKER_ROLE,
     policies,
 )
@@ -33,8 +35,18 @@ def test_each_signing_key_is_signable_by_at_most_one_policy(key: str):
 def test_the_worker_and_the_admin_sign_nothing_but_verify_everything(name: str):
     text = policies()[name]
     assert signs(text) == set()
-    for key in (*SIGN_KEYS, LEGACY_SIGN_KEY):
+    for key in (*SIGN_KEYS, WAIVER_KEY, LEGACY_SIGN_KEY):
         assert f'path "transit/verify/{key}"' in text
+
+
+def test_only_the_approver_policy_signs_waivers():
+    from suite.vault_policy import APPROVER_POLICY_NAME, PEOPLE_ROLES
+
+    holders = [name for name, text in policies().items() if WAIVER_KEY in signs(text)]
+    assert holders == [APPROVER_POLICY_NAME]  # not an AppRole, not the operator's admin token
+    assert signs(WAIVER_SIGN_POLICY) == {WAIVER_KEY}
+    may = [role for role, held in PEOPLE_ROLES.items() if APPROVER_POLICY_NAME in held]
+    assert may == ["approver", "admin"]
 
 
 def test_no_policy_uses_a_wildcard_sign_path():

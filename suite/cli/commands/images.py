@@ -54,12 +54,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from policies import scan as scan_policy
-    from tasks import scan
+    from tasks import scan, waivers
 
     settings = settings_mod.load()
     report = scan.scan(settings, image=args.image, repo=Path(args.repo) if args.repo else None,
                        scanner=args.scanner)
-    decision = scan.gate(report, Path(args.policy) if args.policy else scan_policy.DEFAULT_POLICY)
+    decision = scan.gate(report, Path(args.policy) if args.policy else scan_policy.DEFAULT_POLICY,
+                         verify=waivers.settings_verifier(settings), service=args.service)
     summary = scan.summary(report, decision)
     print(json.dumps(summary, default=str) if args.json else scan.markdown(report, decision))
     _audit(settings, "stage.scan", args.image or args.repo or "", summary,
@@ -116,6 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     scan.add_argument("--scanner", default="trivy")
     scan.add_argument("--policy", help="scan policy YAML (default policies/scan.yaml)")
     scan.add_argument("--json", action="store_true", help="print the gate's summary as JSON")
+    scan.add_argument("--service", help="the service scanned (for waivers scoped to one)")
     scan.set_defaults(func=cmd_scan)
     wv = isub.add_parser("waivers", help="the scan policy's waivers as Trivy's ignore file")
     wv.add_argument("--policy", help="scan policy YAML (default policies/scan.yaml)")

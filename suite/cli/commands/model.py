@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -43,18 +44,44 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from models import registry
 
-    changes = registry.history(settings_mod.load().mlflow_uri, args.name)
+    settings = settings_mod.load()
+    changes = registry.history(settings.mlflow_uri, args.name)
+    problems = _against_trail(settings, args.name, changes)
     if args.json:
         print(json.dumps([asdict(c) for c in changes], indent=2))
-        return 0
-    if not changes:
+    elif not changes:
         print(f"{args.name}: no champion changes recorded")
-        return 0
-    print(f"{'TIME':<25} {'ACTION':<9} {'CHANGE':<14} {'ACTOR':<14} REASON")
-    for c in changes:
-        move = f"{'v' + c.from_version if c.from_version else 'none'} -> v{c.to_version}"
-        print(f"{c.time:<25} {c.action:<9} {move:<14} {c.actor:<14} {c.reason}")
-    return 0
+    else:
+        print(f"{'TIME':<25} {'ACTION':<9} {'CHANGE':<14} {'ACTOR':<14} REASON")
+        for c in changes:
+            move = f"{'v' + c.from_version if c.from_version else 'none'} -> v{c.to_version}"
+            print(f"{c.time:<25} {c.action:<9} {move:<14} {c.actor:<14} {c.reason}")
+    for problem in problems:
+        print(f"MISMATCH: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _against_trail(settings: settings_mod.Settings, name: str,
+                   changes: list[ChampionChange]) -> list[str]:
+    """What the audit trail says that the registry does not: an alias moved in MLflow directly,
+    or history tags that tell another story than the signed records (they are writable by
+    anyone with MLflow access)."""
+    from models.registry import aliases, audited
+    from models.registry.champion import lineage
+    from suite import audit
+
+    records = audit.trail(settings).records()
+    tags = {name: changes} if name in audited.needs_tags(records) else {}
+    exp = audited.expected(records, tags).get(name)
+    have = aliases.aliases(settings.mlflow_uri).get(name, {})
+    if exp is None:
+        return [f"{name} has aliases {have} but the audit trail records no move of it: "
+                f"set outside the suite"] if have else []
+    out = [str(d) for d in audited.drift({name: exp}, {name: have})]
+    mismatch = audited.lineage_mismatch(name, lineage(changes), exp)
+    if mismatch:
+        out.append(mismatch)
+    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]

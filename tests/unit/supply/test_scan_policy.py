@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from policies import scan as gate
+from policies.waivers import WaiverCheck, check_all
 from suite.errors import ConfigError, GateBlocked
 from tasks.scanners.base import DbStatus, Finding, ScanKind, ScanReport, ScanTarget, Severity
 from tasks.scanners.base import TargetKind as TK
@@ -59,31 +60,84 @@ def test_unlisted_scanner_allows_nothing() -> None:
     assert not gate.evaluate(report(finding(ScanKind.LICENSE, Severity.LOW)), policy, TODAY).allowed
 
 
-def _waived(expires: date, location: str | None = None) -> gate.ScanPolicy:
-    waiver = gate.Waiver(id="X-1", reason="false positive", approver="alice", expires=expires,
-                         location=location)
-    return POLICY.model_copy(update={"waivers": (waiver,)})
+SIGNED_AT = "2026-11-20T09:00:00Z"
 
 
-def test_waiver_applies_until_its_expiry_day_inclusive() -> None:
+def _waiver(expires: date, location: str | None = None, service: str | None = None,
+            signature: str = "transit:suite-waiver:vault:v1:good") -> gate.Waiver:
+    return gate.Waiver(id="X-1", reason="false positive", approver="userpass:alice",
+                       expires=expires, location=location, service=service,
+                       signed_at=SIGNED_AT if signature else "", signature=signature)
+
+
+def _waived(expires: date, location: str | None = None, service: str | None = None,
+            signature: str = "transit:suite-waiver:vault:v1:good") -> gate.ScanPolicy:
+    return POLICY.model_copy(update={"waivers": (_waiver(expires, location, service,
+                                                         signature),)})
+
+
+def _checks(policy: gate.ScanPolicy, today: date = TODAY) -> dict[gate.Waiver, WaiverCheck]:
+    """Vault stand-in: a signature is good when it ends in ``:good``."""
+    return check_all(policy.waivers, lambda items: [s.endswith(":good") for _, s in items],
+                     today, policy.waiver_max_days)
+
+
+def _evaluate(rep: ScanReport, policy: gate.ScanPolicy, service: str | None = None):
+    return gate.evaluate(rep, policy, TODAY, _checks(policy), service)
+
+
+def test_signed_waiver_applies_until_its_expiry_day_inclusive() -> None:
     rep = report(finding(ScanKind.SECRET, Severity.HIGH))
-    decision = gate.evaluate(rep, _waived(TODAY), TODAY)
+    decision = _evaluate(rep, _waived(TODAY))
     assert decision.allowed
-    assert decision.waivers_used == ("X-1 (approved by alice, until 2026-11-29): false positive",)
+    assert decision.waivers_used == (
+        "X-1 (signed by userpass:alice on 2026-11-20, until 2026-11-29): false positive",)
+    assert decision.waiver_signers == ("userpass:alice",)
 
 
 def test_expired_waiver_blocks_and_says_so() -> None:
-    decision = gate.evaluate(report(finding(ScanKind.SECRET, Severity.HIGH)),
-                             _waived(date(2026, 11, 28)), TODAY)
+    decision = _evaluate(report(finding(ScanKind.SECRET, Severity.HIGH)),
+                         _waived(date(2026, 11, 28)))
     assert not decision.allowed
-    assert "waiver X-1 by alice expired on 2026-11-28 and no longer applies" in decision.reasons[0]
+    assert ("waiver X-1 by userpass:alice expired on 2026-11-28 and no longer applies"
+            in decision.reasons[0])
+
+
+def test_unsigned_waiver_blocks_and_says_how_to_sign_it() -> None:
+    decision = _evaluate(report(finding(ScanKind.SECRET, Severity.HIGH)),
+                         _waived(date(2027, 1, 1), signature=""))
+    assert not decision.allowed
+    assert "waiver X-1 is not signed" in decision.reasons[0]
+    assert "suite waiver sign policies/scan.yaml" in decision.reasons[0]
+
+
+def test_waiver_without_a_check_does_not_count() -> None:
+    policy = _waived(date(2027, 1, 1))
+    decision = gate.evaluate(report(finding(ScanKind.SECRET, Severity.HIGH)), policy, TODAY)
+    assert not decision.allowed
+    assert "waiver X-1 was not verified" in decision.reasons[0]
+
+
+def test_a_tampered_waiver_blocks_even_when_no_finding_needs_it() -> None:
+    policy = _waived(date(2027, 1, 1), signature="transit:suite-waiver:vault:v1:bad")
+    decision = _evaluate(report(finding(ScanKind.LICENSE, Severity.LOW)), policy)
+    assert not decision.allowed
+    assert "does not match its signature" in decision.reasons[0]
+
+
+def test_a_waiver_scoped_to_another_service_does_not_apply() -> None:
+    policy = _waived(date(2027, 1, 1), service="hello")
+    rep = report(finding(ScanKind.SECRET, Severity.HIGH))
+    assert _evaluate(rep, policy, "hello").allowed
+    other = _evaluate(rep, policy, "model-server")
+    assert not other.allowed and "exceeds max NONE" in other.reasons[0]
 
 
 def test_waiver_location_glob_narrows_it() -> None:
-    policy = _waived(date(2027, 1, 1), location="tests/*")
-    assert not gate.evaluate(report(finding(ScanKind.SECRET, Severity.HIGH)), policy, TODAY).allowed
+    policy = _waived(date(2026, 12, 31), location="tests/*")
+    assert not _evaluate(report(finding(ScanKind.SECRET, Severity.HIGH)), policy).allowed
     inside = finding(ScanKind.SECRET, Severity.HIGH, loc="tests/x.py:1")
-    assert gate.evaluate(report(inside), policy, TODAY).allowed
+    assert _evaluate(report(inside), policy).allowed
 
 
 def test_missing_vuln_db_warns_loudly_by_default() -> None:
