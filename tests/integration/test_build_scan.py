@@ -274,10 +274,17 @@ def test_only_signed_waivers_let_the_planted_image_pass(
     platform: Settings, platform_env: dict[str, str], planted_report: scan.ScanReport,
     tmp_path: Path,
 ) -> None:
-    """Unsigned waivers block and say how to sign them; `suite waiver sign` (the admin here,
-    holding the approver's capability) makes them count for the worker's check; a waiver edited
-    after signing, one signed by the build identity's key, and an expired one all block."""
+    """Unsigned waivers block and say how to sign them; a releaser cannot sign one; `suite
+    waiver sign` by a logged-in approver makes them count for the worker's check, naming the
+    approver; a waiver edited after signing, one signed by the build identity's key, and an
+    expired one all block."""
+    import secrets
+
+    import hvac
+
     from policies.waivers import canonical
+    from suite import people
+    from suite.errors import VaultError
     from tasks import waivers
 
     today = date.today()
@@ -297,17 +304,29 @@ def test_only_signed_waivers_let_the_planted_image_pass(
     assert all("is not signed" in r and f"suite waiver sign {path}" in r
                for r in unsigned.reasons), unsigned.reasons
 
+    password = secrets.token_urlsafe(16)
+    admin = vault.client(platform)
+    people.add_user(admin, "waiver-releaser", password, people.Role.RELEASER)
+    people.add_user(admin, "waiver-approver", password, people.Role.APPROVER)
+    releaser = people.login(platform, "waiver-releaser", password)
+    with pytest.raises(VaultError, match="only the approver role may sign waivers"):
+        waivers.sign(scan_policy.load(path).waivers[0],
+                     hvac.Client(url=platform.vault_addr, token=releaser.token), datetime.now(UTC))
+    token_file = tmp_path / "token"
+    token_file.write_text(people.login(platform, "waiver-approver", password).to_json())
+    token_file.chmod(0o600)
+    env = {**platform_env, "SUITE_TOKEN_FILE": str(token_file)}
     signed = subprocess.run([sys.executable, "-m", "suite.cli", "waiver", "sign", str(path),
-                             "--yes"], env=platform_env, capture_output=True, text=True)
+                             "--yes"], env=env, capture_output=True, text=True)
     assert signed.returncode == 0, signed.stdout + signed.stderr
     listed_ok = subprocess.run([sys.executable, "-m", "suite.cli", "waiver", "list", str(path)],
-                               env=platform_env, capture_output=True, text=True)
+                               env=env, capture_output=True, text=True)
     assert listed_ok.returncode == 0, listed_ok.stdout + listed_ok.stderr
     ok = scan.gate(planted_report, path, verify=worker)
     assert ok.allowed, ok.reasons
     assert len(ok.waivers_used) == len(ids)
-    assert ok.waiver_signers == ("token:suite-admin",)
-    assert scan.summary(planted_report, ok)["waiver_signers"] == ["token:suite-admin"]
+    assert ok.waiver_signers == ("userpass:waiver-approver",)
+    assert scan.summary(planted_report, ok)["waiver_signers"] == ["userpass:waiver-approver"]
 
     good = path.read_text()
     path.write_text(good.replace("reason: test fixture", "reason: test fixture, widened", 1))
