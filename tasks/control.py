@@ -51,6 +51,17 @@ class Active:
     model: str = ""  # the model whose champion the release moves (see Intent)
     model_version: str = ""
     champion_before: str | None = None
+    slot_lease: str = ""  # the lease on the service's release slot (filled in by Releases.start)
+
+
+def _slot_lease() -> str:
+    """The lease id of the newest concurrency slot this flow run holds ("" outside a run or
+    before it took one): the release's ``release-<service>`` slot, taken just before it
+    starts. Kept in the intent, so the reconciler can give back exactly that lease."""
+    from prefect.concurrency.context import ConcurrencyContext
+
+    ctx = ConcurrencyContext.get()
+    return str(ctx.cleanup_lease_ids[-1]) if ctx is not None and ctx.cleanup_lease_ids else ""
 
 
 def process_started(pid: int) -> float:
@@ -96,6 +107,8 @@ class Releases:
         """Record a release that begins in this process (its pid is the flow run's)."""
         if not active.pid:
             active = replace(active, pid=os.getpid(), pid_started=process_started(os.getpid()))
+        if not active.slot_lease:
+            active = replace(active, slot_lease=_slot_lease())
         atomic_write(self._active_path(active.service), json.dumps(asdict(active), indent=2))
         self._control_path(active.service).unlink(missing_ok=True)
         self._intend(active)
@@ -114,7 +127,7 @@ class Releases:
             return
         intent = Intent(active.release, active.flow_run_id, active.strategy, active.started,
                         active.phase, active.pid, active.pid_started, active.model,
-                        active.model_version, active.champion_before)
+                        active.model_version, active.champion_before, active.slot_lease)
         if state.release != intent:
             store.save(replace(state, release=intent))
 

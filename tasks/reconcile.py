@@ -130,16 +130,24 @@ def mark_crashed(settings: Settings, run_id: str, why: str) -> None:
         pass
 
 
-def free_release_slot(settings: Settings, service: str) -> None:
+def free_release_slot(settings: Settings, service: str, lease: str = "") -> None:
     """The dead run's slot of ``release-<service>`` is free again at once, not when its lease
-    expires (300 s): only one release of a service runs, and its run is gone. A failure only
-    makes the next release wait for the lease."""
+    expires (300 s): only one release of a service runs, and its run is gone. With the run's
+    lease (the intent records it) exactly that lease is given back and revoked, so Prefect
+    never frees it a second time when it would have expired (which would free the slot of the
+    next release). Without it (an intent of an older version), the limit's count is reset.
+    A failure only makes the next release wait for the lease."""
     from suite.services.onboard import concurrency_limit
 
     try:
-        prefect_http.request(settings.prefect_api_url, "PATCH",
-                             f"/v2/concurrency_limits/{concurrency_limit(service)}",
-                             json={"active_slots": 0}, delays=(0.5, 1.0))
+        if lease:
+            prefect_http.request(settings.prefect_api_url, "POST",
+                                 "/v2/concurrency_limits/decrement-with-lease",
+                                 json={"lease_id": lease}, delays=(0.5, 1.0))
+        else:
+            prefect_http.request(settings.prefect_api_url, "PATCH",
+                                 f"/v2/concurrency_limits/{concurrency_limit(service)}",
+                                 json={"active_slots": 0}, delays=(0.5, 1.0))
     except Exception:  # noqa: S110 - see above
         pass
 
@@ -265,7 +273,7 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
             if not dead_run:  # a hook's run ends Crashed/Cancelled by itself
                 mark_crashed(settings, intent.flow_run_id, why)
             if free_slot:
-                free_release_slot(settings, service)
+                free_release_slot(settings, service, intent.slot_lease)
         stable = after.stable.workload.version if after.stable else "(none)"
         done = Reconciled(service, intent.release, intent.flow_run_id, why, outcome, stable,
                           moved)

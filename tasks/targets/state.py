@@ -42,6 +42,7 @@ class Intent:
     model: str = ""  # the service's model, when the release moves its ``champion`` alias
     model_version: str = ""  # the version the release makes champion
     champion_before: str | None = None  # the champion when the release began (None: none)
+    slot_lease: str = ""  # the lease on the service's release slot ("" when not known)
 
 
 @dataclass(frozen=True)
