@@ -5,6 +5,10 @@ is only an ``errorDetail`` entry in the progress stream), so this module reads e
 the end and turns any error entry into a :class:`~suite.errors.ProviderError` carrying the
 engine's own message. Digests come from the registry (``Docker-Content-Digest``), which is the
 digest a later pull or ``suite verify`` sees, whatever manifest format the engine pushed.
+
+The platform's registry answers nobody without credentials: a push goes as ``builder``, every
+read (digests, pulls) as ``puller`` (:mod:`suite.platform.credentials`); the password travels
+only in the ``auth_config`` or ``Authorization`` header, never in a message.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import docker.errors
 import httpx
 
 from suite.errors import ConfigError, ProviderError, ServiceUnavailable
+from suite.platform import credentials
 from suite.settings import Settings
 
 
@@ -67,6 +72,20 @@ def client(settings: Settings, timeout: int = 600) -> docker.DockerClient:
 def registry_address(settings: Settings) -> str:
     """``host:port`` of the platform's registry, as image references name it."""
     return f"{settings.host}:{settings.port('registry')}"
+
+
+def registry_login(settings: Settings, repository: str, role: str) -> tuple[str, str] | None:
+    """(user, password) of ``role`` when ``repository`` is in the platform's registry, else
+    None: the platform's passwords are never sent to another registry."""
+    if repository.partition("/")[0] != registry_address(settings):
+        return None
+    return credentials.registry_login(settings, role)
+
+
+def docker_auth(settings: Settings, repository: str, role: str) -> dict[str, str] | None:
+    """:func:`registry_login` as the Docker SDK's ``auth_config``."""
+    login = registry_login(settings, repository, role)
+    return {"username": login[0], "password": login[1]} if login else None
 
 
 def _stream_errors(chunks: Iterable[Mapping[str, Any]], log: list[str]) -> list[str]:
@@ -132,11 +151,16 @@ def split_ref(ref: str) -> tuple[str, str]:
     return name, "latest"
 
 
-def push(engine: docker.DockerClient, repository: str, tag: str) -> list[str]:
-    """Push and fail on any ``errorDetail`` in the stream (the SDK itself never raises here)."""
+def push(engine: docker.DockerClient, repository: str, tag: str,
+         auth: Mapping[str, str] | None = None) -> list[str]:
+    """Push and fail on any ``errorDetail`` in the stream (the SDK itself never raises here).
+
+    ``auth``: the Docker SDK's ``auth_config`` (the platform's registry: ``builder``'s,
+    :func:`suite.platform.credentials.docker_auth`)."""
     log: list[str] = []
     try:
-        chunks = engine.api.push(repository, tag=tag, stream=True, decode=True)
+        chunks = engine.api.push(repository, tag=tag, stream=True, decode=True,
+                                 **({"auth_config": dict(auth)} if auth else {}))
         errors = _stream_errors(chunks, log)
     except docker.errors.APIError as exc:
         errors = [str(exc.explanation or exc)]
@@ -157,16 +181,26 @@ def _registry_parts(repository: str) -> tuple[str, str]:
     return host, path
 
 
-def registry_digest(repository: str, reference: str, timeout: float = 10.0) -> str:
-    """The manifest digest the registry serves for ``repository:reference``."""
+def registry_digest(repository: str, reference: str, timeout: float = 10.0,
+                    auth: tuple[str, str] | None = None) -> str:
+    """The manifest digest the registry serves for ``repository:reference``.
+
+    ``auth``: (user, password) for the registry (the platform's: ``puller``,
+    :func:`suite.platform.credentials.registry_login`)."""
     host, path = _registry_parts(repository)
     url = f"http://{host}/v2/{path}/manifests/{reference}"
     try:
-        resp = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=timeout)
+        resp = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=timeout, auth=auth)
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"registry {host} does not answer ({exc})") from exc
     if resp.status_code == 404:
         raise ProviderError(f"{repository}:{reference} is not in the registry {host}")
+    if resp.status_code in (401, 403):
+        who = f"as {auth[0]!r}" if auth else "without credentials"
+        raise ProviderError(
+            f"registry {host} refused to read {repository}:{reference} {who} "
+            f"({resp.status_code}); the platform's registry logins are in "
+            f"SUITE_HOME/secrets/registry-*.password")
     digest = resp.headers.get("Docker-Content-Digest")
     if resp.status_code != 200 or not digest:
         raise ProviderError(

@@ -166,8 +166,10 @@ def build_image(
                 engine, context=context, dockerfile=str(_staged(spec.dockerfile)),
                 tag=f"{repository}:{tag}", buildargs=buildargs, nocache=nocache,
             )
-    engine_mod.push(engine, repository, tag)
-    digest = engine_mod.registry_digest(repository, tag)
+    engine_mod.push(engine, repository, tag,
+                    auth=engine_mod.docker_auth(settings, repository, "builder"))
+    digest = engine_mod.registry_digest(
+        repository, tag, auth=engine_mod.registry_login(settings, repository, "puller"))
     version: dict[str, Any] = engine.version()
     return BuildResult(
         image=ImageRef(repository, tag, digest),

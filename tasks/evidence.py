@@ -137,7 +137,8 @@ def _write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client,
     atomic_write(directory / PROVENANCE, json.dumps(envelope, indent=2))
     tags = tuple(
         evidence_oci.push_artifact(result.image.repository, result.image.digest, kind,
-                                   path.read_bytes())
+                                   path.read_bytes(), auth=engine_mod.registry_login(
+                                       settings, result.image.repository, "builder"))
         for kind, path in (("att", directory / PROVENANCE), ("sbom", sbom))
     )
     with exclusive(evidence_root(settings) / ".index.lock"):  # no lost update of the index
@@ -151,7 +152,8 @@ def _write_evidence(settings: Settings, result: BuildResult, vault: hvac.Client,
 def resolve(settings: Settings, image: str) -> tuple[str, str, str]:
     """(repository, tag or '', digest the registry serves) for ``image``."""
     repository, reference = engine_mod.split_ref(image)
-    digest = engine_mod.registry_digest(repository, reference)
+    digest = engine_mod.registry_digest(
+        repository, reference, auth=engine_mod.registry_login(settings, repository, "puller"))
     tag = "" if reference.startswith("sha256:") else reference
     return repository, tag, digest
 
@@ -190,14 +192,15 @@ def _check_statement(stmt: dict[str, Any], repository: str, digest: str) -> list
     return checks
 
 
-def _check_sbom(stmt: dict[str, Any], directory: Path, repository: str, digest: str) -> Check:
+def _check_sbom(stmt: dict[str, Any], directory: Path, repository: str, digest: str,
+                auth: tuple[str, str] | None = None) -> Check:
     byproducts = ((stmt.get("predicate") or {}).get("runDetails") or {}).get("byproducts") or []
     want = next((b.get("digest") for b in byproducts if b.get("name") == "sbom"), None)
     path = directory / SBOM
     if want is None:
         return Check("sbom", False, "provenance names no SBOM byproduct")
     data = path.read_bytes() if path.exists() else evidence_oci.fetch_artifact(
-        repository, digest, "sbom")
+        repository, digest, "sbom", auth=auth)
     if data is None:
         return Check("sbom", False, f"SBOM missing at {path} and in the registry")
     got = {"sha256": hashlib.sha256(data).hexdigest()}
@@ -219,7 +222,8 @@ def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyRe
         checks.append(Check("digest", True, f"registry serves {digest}"))
     directory = evidence_dir(settings, digest)
     path = directory / PROVENANCE
-    stored = evidence_oci.fetch_artifact(repository, digest, "att")
+    pull = engine_mod.registry_login(settings, repository, "puller")
+    stored = evidence_oci.fetch_artifact(repository, digest, "att", auth=pull)
     local = path.read_bytes() if path.exists() else None
     raw = local if local is not None else stored
     if raw is None:
@@ -246,7 +250,7 @@ def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyRe
         checks.append(Check("provenance", False, f"payload is not an in-toto statement: {exc}"))
         return VerifyReport(image, digest, tuple(checks))
     content = [*_check_statement(stmt, repository, digest),
-               _check_sbom(stmt, directory, repository, digest)]
+               _check_sbom(stmt, directory, repository, digest, pull)]
     if not valid:  # what an unsigned payload says proves nothing: say so on every line
         content = [Check(c.name, c.ok, f"(unverified) {c.detail}") for c in content]
     checks += content

@@ -54,12 +54,14 @@ def _upload(http: httpx.Client, base: str, data: bytes) -> dict[str, object]:
 
 
 def push_artifact(
-    repository: str, subject_digest: str, kind: str, data: bytes, timeout: float = 30.0
+    repository: str, subject_digest: str, kind: str, data: bytes, timeout: float = 30.0,
+    auth: tuple[str, str] | None = None,
 ) -> str:
-    """Push ``data`` as a ``kind`` artifact of ``repository@subject_digest``; return its tag."""
+    """Push ``data`` as a ``kind`` artifact of ``repository@subject_digest``; return its tag.
+    ``auth``: the registry login that may push (the platform's ``builder``)."""
     base, host = _base(repository)
     try:
-        with httpx.Client(timeout=timeout) as http:
+        with httpx.Client(timeout=timeout, auth=auth) as http:
             head = http.head(f"{base}/manifests/{subject_digest}",
                              headers={"Accept": MANIFEST_TYPE + ", application/vnd.docker."
                                       "distribution.manifest.v2+json"})
@@ -88,12 +90,14 @@ def push_artifact(
 
 
 def fetch_artifact(
-    repository: str, subject_digest: str, kind: str, timeout: float = 30.0
+    repository: str, subject_digest: str, kind: str, timeout: float = 30.0,
+    auth: tuple[str, str] | None = None,
 ) -> bytes | None:
-    """The ``kind`` document stored for ``subject_digest``, or None when there is none."""
+    """The ``kind`` document stored for ``subject_digest``, or None when there is none.
+    ``auth``: a registry login that may pull (the platform's ``puller``)."""
     base, host = _base(repository)
     try:
-        with httpx.Client(timeout=timeout) as http:
+        with httpx.Client(timeout=timeout, auth=auth) as http:
             resp = http.get(f"{base}/manifests/{artifact_tag(subject_digest, kind)}",
                             headers={"Accept": MANIFEST_TYPE})
             if resp.status_code == 404:

@@ -148,7 +148,8 @@ def _still_valid(settings: Settings, engine: docker.DockerClient, rec: BaseImage
         return False
     repo, tag = engine_mod.split_ref(rec.registry_ref)
     try:
-        return engine_mod.registry_digest(repo, tag) == rec.digest
+        return engine_mod.registry_digest(
+            repo, tag, auth=engine_mod.registry_login(settings, repo, "puller")) == rec.digest
     except ProviderError:
         return False
 
@@ -187,11 +188,14 @@ def ensure_base(
     registry_repo = f"{engine_mod.registry_address(settings)}/{REGISTRY_PATH}"
     image.tag(registry_repo, SUITE)
     report(f"pushing {registry_repo}:{SUITE}")
-    engine_mod.push(engine, registry_repo, SUITE)
+    engine_mod.push(engine, registry_repo, SUITE,
+                    auth=engine_mod.docker_auth(settings, registry_repo, "builder"))
     rec = BaseImage(
         local_ref=LOCAL_REF,
         registry_ref=f"{registry_repo}:{SUITE}",
-        digest=engine_mod.registry_digest(registry_repo, SUITE),
+        digest=engine_mod.registry_digest(
+            registry_repo, SUITE, auth=engine_mod.registry_login(settings, registry_repo,
+                                                                 "puller")),
         image_id=str(image.id),
         created=datetime.now(UTC).isoformat(),
         trusts=trusts,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from suite.platform import credentials
 from suite.platform.service import find_binary
 from suite.plugins import lookup
 from suite.settings import Settings
@@ -37,6 +38,7 @@ def trivy_config(settings: Settings) -> TrivyConfig:
         cache_dir=settings.trivy_cache_dir or settings.dir("trivy"),
         docker_host=engine.engine_url(settings),
         insecure_registries=(engine.registry_address(settings),),
+        registry_auth=credentials.registry_login(settings, "puller"),
         keep_dir=lambda target: scan_evidence_dir(settings, target),
     )
 

@@ -9,6 +9,7 @@ downloaded here); otherwise the report says ``db_status=unavailable`` and the ga
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -53,14 +54,17 @@ class TrivyConfig:
     docker_host: str | None = None
     #: registries spoken to over plain HTTP (the platform's own)
     insecure_registries: tuple[str, ...] = ()
+    #: (user, password) for those registries (the platform's ``puller``): given to trivy as
+    #: TRIVY_USERNAME/TRIVY_PASSWORD in its environment, never on its command line
+    registry_auth: tuple[str, str] | None = None
     timeout_s: float = 600.0
     skip_dirs: tuple[str, ...] = SKIP_DIRS
     #: where a scan of a target keeps Trivy's raw JSON and its SARIF (None: nothing kept)
     keep_dir: Callable[[ScanTarget], Path] | None = None
 
 
-def run_locked(cache_dir: Path, argv: list[str], timeout_s: float
-               ) -> subprocess.CompletedProcess[str]:
+def run_locked(cache_dir: Path, argv: list[str], timeout_s: float,
+               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run trivy on ``cache_dir`` with no other trivy of ours on it: trivy holds its cache
     database's file lock for a whole run and gives up on a held one after a few seconds
     ("cache may be in use by another process: timeout"), so two releases scanning at once
@@ -68,7 +72,16 @@ def run_locked(cache_dir: Path, argv: list[str], timeout_s: float
     ended by ``timeout_s``."""
     with exclusive(cache_dir / ".suite-trivy.lock"):
         return subprocess.run(argv, capture_output=True, text=True, check=False,
-                              timeout=timeout_s)
+                              timeout=timeout_s, env=env)
+
+
+def _env(config: TrivyConfig, image_ref: str) -> dict[str, str] | None:
+    """trivy's environment: the registry login only for a scan of the platform's registry."""
+    if config.registry_auth is None or image_ref.split("/", 1)[0] not in \
+            config.insecure_registries:
+        return None
+    user, password = config.registry_auth
+    return {**os.environ, "TRIVY_USERNAME": user, "TRIVY_PASSWORD": password}
 
 
 class TrivyScanner:
@@ -116,7 +129,9 @@ class TrivyScanner:
             out = Path(tmp) / "report.json"
             try:
                 proc = run_locked(self.config.cache_dir, self.argv(target, out),
-                                  self.config.timeout_s + 30)
+                                  self.config.timeout_s + 30,
+                                  _env(self.config, target.ref)
+                                  if target.kind is TargetKind.IMAGE else None)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 return self._failed(target, kinds, status, f"trivy could not run: {exc}")
             if proc.returncode != 0 or not out.exists():
@@ -218,7 +233,8 @@ def run_sbom(
         argv += ["--image-src", "docker", "--docker-host", config.docker_host]
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     try:
-        proc = run_locked(config.cache_dir, [*argv, image_ref], timeout_s)
+        proc = run_locked(config.cache_dir, [*argv, image_ref], timeout_s,
+                          _env(config, image_ref))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ProviderError(f"trivy SBOM of {image_ref} could not run: {exc}") from exc
     if proc.returncode != 0 or not output.exists():

@@ -4,7 +4,10 @@ The adapters of :class:`~tasks.targets.controller.Controller` for this machine:
 
 * :class:`EngineRunner` — each replica a container through the Docker API (the platform's
   podman service or ``DOCKER_HOST``) with the workload's memory, CPU and pids limits, no
-  capabilities and no new privileges, its port published on 127.0.0.1; secrets are read from
+  capabilities and no new privileges, its port published on 127.0.0.1 — which only the
+  platform's user reaches: the engine's firewall rule rejects every other local user
+  (:meth:`PodmanService._guard_replicas`), so others reach a replica only through HAProxy; a
+  missing image is pulled as the registry's read-only ``puller``; secrets are read from
   Vault as the container starts and passed only in its environment.
 * :class:`HaproxyRouter` — the service's backends through the runtime API, recorded in its route
   file so a restart of HAProxy serves the same.
@@ -87,6 +90,7 @@ class EngineRunner:
         except docker.errors.NotFound:
             pass
         port = _free_port()
+        self._pull(workload.image)
         try:
             self.engine.containers.run(
                 workload.image, name=name, detach=True,
@@ -111,6 +115,18 @@ class EngineRunner:
             self.remove(Instance(name, server, port, workload.release))
             raise
         return Instance(name, server, port, workload.release)
+
+    def _pull(self, image: str) -> None:
+        """Pull ``image`` when the engine lacks it, as the registry's ``puller`` (the registry
+        answers nobody without credentials, and the puller can never push)."""
+        if engine_mod.image_exists(self.engine, image):
+            return
+        repository, reference = engine_mod.split_ref(image)
+        try:
+            self.engine.images.pull(repository, tag=reference, auth_config=engine_mod.docker_auth(
+                self.settings, repository, "puller"))
+        except docker.errors.APIError as exc:
+            raise DeployError(f"pulling {image} failed: {exc.explanation or exc}") from exc
 
     def _wait_ready(self, name: str, port: int, path: str) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from models.data import default_rows
+from suite import engine as engine_mod
 from suite.errors import ConfigError
 from suite.load import LoadGenerator
 from suite.services import onboard
@@ -132,6 +134,35 @@ def test_service_from_a_git_url_is_released_and_answers_on_its_host(
     state = LocalTarget(release_platform).state("hello")
     assert state.stable is not None and len(state.stable.instances) == 2
     assert get(release_platform, "nobody.localhost").status_code == 404
+    # another local user reaches the replicas only through HAProxy: neither the published
+    # port nor the container's own address answers it; the platform's user (root) still does
+    if os.geteuid() == 0 and shutil.which("runuser"):
+        engine = engine_mod.client(release_platform)
+        for inst in state.stable.instances:
+            attrs = engine.containers.get(inst.container).attrs
+            address = attrs["NetworkSettings"]["IPAddress"] or next(
+                iter(attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            for host, port in (("127.0.0.1", inst.port), (address, 8080)):
+                assert _connects_as("root", host, port), (host, port)
+                assert not _connects_as("nobody", host, port), (inst.container, host, port)
+        by_nobody = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c",
+             "import http.client as h; c = h.HTTPConnection('127.0.0.1', "
+             f"{release_platform.port('haproxy')}, timeout=5); "
+             "c.request('GET', '/hello?name=x', headers={'Host': 'hello.localhost'}); "
+             "print(c.getresponse().status)"], capture_output=True, text=True, check=False)
+        assert by_nobody.stdout.strip() == "200", by_nobody.stderr
+
+
+def _connects_as(user: str, host: str, port: int) -> bool:
+    """Whether ``user`` can open a TCP connection to ``host:port`` (within 3 s)."""
+    probe = ("import socket, sys\n"
+             f"try: socket.create_connection(({host!r}, {port}), 3).close()\n"
+             "except OSError: sys.exit(1)\n")
+    argv = ["/usr/bin/python3", "-c", probe]
+    if user != "root":
+        argv = ["runuser", "-u", user, "--", *argv]
+    return subprocess.run(argv, capture_output=True, check=False, timeout=30).returncode == 0
 
 
 def test_a_second_release_of_one_service_waits_for_the_first(

@@ -22,6 +22,7 @@ from policies import scan as scan_policy
 from suite import engine as engine_mod
 from suite import vault
 from suite.errors import GateBlocked, ProviderError
+from suite.platform import credentials
 from suite.settings import Settings
 from tasks import build, evidence, evidence_oci, scan
 from tasks.images import base as base_image
@@ -45,6 +46,11 @@ FROM ${BASE_IMAGE}
 COPY config.env /app/config.env
 CMD ["python3", "-c", "print('hello')"]
 """
+
+
+def pull(platform: Settings) -> tuple[str, str]:
+    """The registry's read-only login (it answers nobody without one)."""
+    return credentials.registry_login(platform, "puller")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def planted(platform: Settings, engine: docker.DockerClient, base: base_image.Ba
     repo = f"{engine_mod.registry_address(platform)}/suite/planted"
     engine_mod.build(engine, context=ctx, dockerfile="Dockerfile", tag=f"{repo}:v1",
                      buildargs={"BASE_IMAGE": base.local_ref})
-    engine_mod.push(engine, repo, "v1")
+    engine_mod.push(engine, repo, "v1", auth=credentials.docker_auth(platform, "builder"))
     return f"{repo}:v1", ctx
 
 
@@ -85,7 +91,7 @@ def test_base_image_is_cached_in_engine_and_registry(
     again = base_image.ensure_base(platform, engine)
     assert again == base
     repo, tag = engine_mod.split_ref(base.registry_ref)
-    assert engine_mod.registry_digest(repo, tag) == base.digest
+    assert engine_mod.registry_digest(repo, tag, auth=pull(platform)) == base.digest
 
 
 def test_suite_images_base_cli_uses_the_cache(
@@ -105,8 +111,8 @@ def test_build_pushes_image_tagged_with_git_sha(
     assert len(built.git_sha) == 40
     assert built.image.tag == built.git_sha[:12]
     assert built.image.repository.endswith("/suite/model-server")
-    assert engine_mod.registry_digest(built.image.repository, built.image.tag) == \
-        built.image.digest
+    assert engine_mod.registry_digest(built.image.repository, built.image.tag,
+                                      auth=pull(platform)) == built.image.digest
 
 
 def test_image_runs_as_non_root_without_the_build_ca(
@@ -175,9 +181,9 @@ def test_evidence_has_cyclonedx_sbom_and_slsa_provenance(
     assert stmt["predicate"]["runDetails"]["builder"]["version"]["engine"]
     # the same documents are in the registry, next to the image
     repo, digest = built.image.repository, built.image.digest
-    assert evidence_oci.fetch_artifact(repo, digest, "att") == \
+    assert evidence_oci.fetch_artifact(repo, digest, "att", auth=pull(platform)) == \
         (directory / evidence.PROVENANCE).read_bytes()
-    assert evidence_oci.fetch_artifact(repo, digest, "sbom") == \
+    assert evidence_oci.fetch_artifact(repo, digest, "sbom", auth=pull(platform)) == \
         (directory / evidence.SBOM).read_bytes()
 
 
@@ -185,6 +191,10 @@ def test_verify_works_from_the_registry_copy_alone(
     platform: Settings, built: build.BuildResult, tmp_path: Path
 ) -> None:
     elsewhere = Settings(home=tmp_path, ports=platform.ports)  # another machine: no local files
+    # ... but the registry's read-only login, without which the registry answers 401
+    secret = credentials.path(platform, "registry-puller")
+    credentials.path(elsewhere, "registry-puller").parent.mkdir(mode=0o700, parents=True)
+    shutil.copy2(secret, credentials.path(elsewhere, "registry-puller"))
     vault_client = vault.client(platform)
     report = evidence.verify_image(elsewhere, built.image.pinned, vault_client)
     assert report.ok, report.failures
@@ -233,7 +243,8 @@ def test_verify_fails_on_retagged_image(
     evidence.write_evidence(platform, other, vault.client(platform))
     assert evidence.verify_image(platform, other.image.ref, vault.client(platform)).ok
     engine.images.get(planted[0]).tag(other.image.repository, "retag-me")
-    engine_mod.push(engine, other.image.repository, "retag-me")
+    engine_mod.push(engine, other.image.repository, "retag-me",
+                    auth=credentials.docker_auth(platform, "builder"))
     proc = _verify_cli(platform_env, other.image.ref)
     assert proc.returncode != 0
     assert "re-tagged" in proc.stderr

@@ -1,6 +1,7 @@
-"""Doors with locks (issue 13, item 1, the part that has landed): Prometheus and HAProxy's stats
-page answer 401 without the platform's credential; Prometheus has no lifecycle API, so nobody
-can ``POST /-/quit`` it. Against the real services of the session platform."""
+"""Doors with locks (issue 13, item 1, the part that has landed): Prometheus, HAProxy's stats
+page and the registry answer 401 without the platform's credential; the registry's ``puller``
+cannot push; Prometheus has no lifecycle API, so nobody can ``POST /-/quit`` it. Against the
+real services of the session platform."""
 
 from __future__ import annotations
 
@@ -50,12 +51,61 @@ def test_haproxy_stats_page_answers_401_without_the_credential(platform: Setting
     assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
 
 
+def test_registry_answers_401_without_credentials(platform: Settings) -> None:
+    url = platform.url("registry")
+    for method, path in (("GET", "/v2/"), ("GET", "/v2/_catalog"),
+                         ("HEAD", "/v2/suite/base/manifests/bookworm"),
+                         ("POST", "/v2/suite/x/blobs/uploads/")):
+        resp = httpx.request(method, f"{url}{path}", timeout=10)
+        assert resp.status_code == 401, (method, path, resp.status_code)
+        assert resp.headers["www-authenticate"].startswith("Basic"), resp.headers
+    assert httpx.get(f"{url}/v2/", auth=("builder", "x"), timeout=10).status_code == 401
+    for role in credentials.REGISTRY_ROLES:
+        ok = httpx.get(f"{url}/v2/", auth=credentials.registry_login(platform, role), timeout=10)
+        assert ok.status_code == 200, (role, ok.status_code)
+
+
+def test_registry_refuses_a_push_by_the_puller(platform: Settings) -> None:
+    url = platform.url("registry")
+    puller = credentials.registry_login(platform, "puller")
+    upload = httpx.post(f"{url}/v2/suite/intruder/blobs/uploads/", auth=puller, timeout=10)
+    assert upload.status_code == 403, upload.status_code
+    manifest = httpx.put(f"{url}/v2/suite/intruder/manifests/latest", auth=puller, timeout=10,
+                         content=b"{}", headers={"Content-Type":
+                                                 "application/vnd.oci.image.manifest.v1+json"})
+    assert manifest.status_code == 403, manifest.status_code
+    # the builder may start the same upload (202: distribution took it)
+    builder = credentials.registry_login(platform, "builder")
+    started = httpx.post(f"{url}/v2/suite/intruder/blobs/uploads/", auth=builder, timeout=10)
+    assert started.status_code == 202, started.status_code
+    httpx.delete(f"{url}{started.headers['location'].split(url, 1)[-1]}", auth=builder,
+                 timeout=10)
+
+
+def test_the_registry_store_listens_on_no_tcp_port(platform: Settings) -> None:
+    """distribution itself is reachable only on its unix socket in a 0700 directory."""
+    import psutil
+
+    from suite.platform import process
+
+    rec = process.read_record(platform.dir("run"), "registry-store")
+    assert rec is not None and rec.alive()
+    proc = psutil.Process(rec.pid)
+    family = {c.family for p in [proc, *proc.children(recursive=True)]
+              for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+    assert not family, family
+    assert stat.S_IMODE(platform.dir("registry-store").stat().st_mode) == 0o700
+
+
 def test_the_credentials_and_the_config_holding_them_are_private(platform: Settings) -> None:
     for service in credentials.SERVICES:
+        if service == "postgres" and platform.database != "postgres":
+            continue
         mode = credentials.path(platform, service).stat().st_mode
         assert stat.S_IMODE(mode) == 0o600, (service, oct(mode))
     assert stat.S_IMODE(credentials.path(platform, "haproxy").parent.stat().st_mode) == 0o700
-    for held in (platform.dir("haproxy", "haproxy.cfg"), platform.dir("prometheus", "web.yml")):
+    for held in (platform.dir("haproxy", "haproxy.cfg"), platform.dir("prometheus", "web.yml"),
+                 platform.dir("registry", "gate.cfg"), platform.dir("engine", "auth.json")):
         assert stat.S_IMODE(held.stat().st_mode) == 0o600, held
 
 

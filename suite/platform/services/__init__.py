@@ -9,7 +9,7 @@ from suite.platform.services.podman import PodmanService
 from suite.platform.services.postgres import PostgresService
 from suite.platform.services.prefect import PrefectServerService
 from suite.platform.services.prometheus import PrometheusService
-from suite.platform.services.registry import RegistryService
+from suite.platform.services.registry import RegistryService, RegistryStoreService
 from suite.platform.services.vault import VaultService
 from suite.platform.services.webhook import WebhookService
 from suite.platform.services.workers import WorkerService
@@ -21,6 +21,7 @@ SERVICES: dict[str, type[Service]] = {
     "prefect": PrefectServerService,
     "mlflow": MlflowService,
     "prometheus": PrometheusService,
+    "registry-store": RegistryStoreService,
     "registry": RegistryService,
     "engine": PodmanService,
     "haproxy": HaproxyService,

@@ -11,7 +11,10 @@ registry is searched for short names: images come from the local registry or are
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -25,11 +28,15 @@ import docker.models.containers
 from suite import engine
 from suite.engine import ping, socket_path
 from suite.errors import MissingBinary, ServiceUnavailable
+from suite.platform import credentials
+from suite.platform.files import atomic_write
 from suite.platform.service import Service
 from suite.platform.services.podman_reap import Reaper
 
 PODMAN_HINT = "apt-get install podman buildah runc"
 RELEASE_LABEL = "suite.service"
+#: names the firewall rule that keeps other local users off the replicas (``iptables -S``)
+GUARD_COMMENT = "suite: replicas answer only uid 0"
 
 
 class PodmanService(Service):
@@ -92,6 +99,7 @@ runroot = "{state / 'run'}"
 skip_mount_home = "true"
 """
         )
+        self._write_auth()
         self._conf("registries.conf").write_text(
             f"""unqualified-search-registries = []
 
@@ -101,9 +109,19 @@ insecure = true
 """
         )
 
+    def _write_auth(self) -> None:
+        """The engine's own login to the platform's registry, as ``puller``: a pull that no
+        client gave credentials for (a replica's image missing from the store) still works,
+        and the engine can never push with it. 0600, read only by root."""
+        name, secret = credentials.registry_login(self.settings, "puller")
+        token = base64.b64encode(f"{name}:{secret}".encode()).decode()
+        atomic_write(self._conf("auth.json"), json.dumps(
+            {"auths": {self.registry_address(): {"auth": token}}}), mode=0o600)
+
     def env(self) -> dict[str, str]:
         env = super().env()
         env.update(
+            REGISTRY_AUTH_FILE=str(self._conf("auth.json")),
             CONTAINERS_CONF=str(self._conf("containers.conf")),
             CONTAINERS_STORAGE_CONF=str(self._conf("storage.conf")),
             CONTAINERS_REGISTRIES_CONF=str(self._conf("registries.conf")),
@@ -135,9 +153,41 @@ insecure = true
             all=True, filters=filters))
 
     def after_start(self) -> None:
+        self._guard_replicas()
         for container in self._release_containers("exited"):
             with contextlib.suppress(docker.errors.APIError):
                 container.start()
+
+    def _subnets(self) -> list[str]:
+        networks = engine.client(self.settings, timeout=60).networks.list()
+        return sorted({str(cfg["Subnet"]) for net in networks
+                       for cfg in ((net.attrs.get("IPAM") or {}).get("Config") or [])
+                       if cfg.get("Subnet")})
+
+    def _guard_replicas(self) -> None:
+        """Replicas answer only the platform's own user: a firewall rule per engine subnet
+        rejects every packet another local user sends to a container address — and a
+        published port too, since the engine DNATs ``127.0.0.1:PORT`` to the container's
+        address before the filter sees it. HAProxy, Prometheus' scrape, the warm-up and the
+        readiness checks run as the platform's user and still reach them. The rule is host-wide
+        and stays after ``suite down`` (it only ever rejects other users)."""
+        if os.geteuid() != 0:
+            return  # a rootless engine: its containers live in that user's own namespace
+        for subnet in self._subnets():
+            tool = self.binary("ip6tables" if ":" in subnet else "iptables")
+            rule = ["OUTPUT", "-d", subnet, "-m", "owner", "!", "--uid-owner", "0",
+                    "-m", "comment", "--comment", GUARD_COMMENT, "-j", "REJECT"]
+            if subprocess.run([tool, "-w", "5", "-C", *rule], capture_output=True,
+                              check=False).returncode == 0:
+                continue
+            added = subprocess.run([tool, "-w", "5", "-I", *rule], capture_output=True,
+                                   text=True, check=False)
+            if added.returncode != 0:
+                raise ServiceUnavailable(
+                    f"cannot add the firewall rule that keeps other local users off the "
+                    f"replicas' subnet {subnet} ({tool} -I {' '.join(rule)}: "
+                    f"{added.stderr.strip()[-300:]}); the engine needs NET_ADMIN and "
+                    f"`apt-get install iptables`")
 
     def before_stop(self) -> None:
         with contextlib.suppress(docker.errors.DockerException, ServiceUnavailable):
