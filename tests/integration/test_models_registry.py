@@ -115,8 +115,7 @@ def deployed_version(platform: Settings) -> str:
 
 @pytest.fixture(scope="module")
 def champion_v1(deployed_version: str, platform_env: dict[str, str]) -> str:
-    proc = suite_subprocess(platform_env, "model", "promote", NAME, "--reason", "first model",
-                            "--actor", "alice")
+    proc = suite_subprocess(platform_env, "model", "promote", NAME, "--reason", "first model")
     assert proc.returncode == 0, proc.stderr
     assert f"champion none -> v{deployed_version}" in proc.stdout
     return deployed_version
@@ -204,7 +203,7 @@ def test_promote_rollback_history_round_trip(
     assert mlflow_client.get_model_version_by_alias(NAME, "challenger").version == v2
 
     code, out, err = suite_cli(platform, "model", "promote", NAME, "--reason",
-                               "sklearn is better", "--actor", "bob")
+                               "sklearn is better")
     assert code == 0, err
     assert mlflow_client.get_model_version_by_alias(NAME, "champion").version == v2
     assert mlflow_client.get_model_version(NAME, v2).tags["champion.previous"] == champion_v1
@@ -220,10 +219,12 @@ def test_promote_rollback_history_round_trip(
     assert code == 0, err
     changes = [(c["action"], c["from_version"], c["to_version"], c["actor"], c["reason"])
                for c in json.loads(out)]
+    operator = audit.default_actor(platform)  # the actor is who Vault says, never typed
+    assert operator == "token:suite-admin"
     assert changes == [
-        ("promote", None, champion_v1, "alice", "first model"),
-        ("promote", champion_v1, v2, "bob", "sklearn is better"),
-        ("rollback", v2, champion_v1, audit.default_actor(), "canary failed"),
+        ("promote", None, champion_v1, operator, "first model"),
+        ("promote", champion_v1, v2, operator, "sklearn is better"),
+        ("rollback", v2, champion_v1, operator, "canary failed"),
     ]
     assert all(c.time.endswith("Z") for c in registry.history(platform.mlflow_uri, NAME))
     code, out, _ = suite_cli(platform, "model", "history", NAME)
@@ -235,8 +236,9 @@ def test_promote_rollback_history_round_trip(
 
     events = [(r.action, r.subject) for r in audit.trail(platform).since(None)
               if r.action in ("model.promote", "model.rollback")]
-    assert events[-3:] == [("model.promote", f"models:/{NAME}@champion")] * 2 + [
-        ("model.rollback", f"models:/{NAME}@champion")]
+    assert events[-3:] == [("model.promote", f"models:/{NAME}/{champion_v1}@champion"),
+                           ("model.promote", f"models:/{NAME}/{v2}@champion"),
+                           ("model.rollback", f"models:/{NAME}/{champion_v1}@champion")]
     assert audit.verify(platform).ok
 
 
