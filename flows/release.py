@@ -159,7 +159,8 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                     "run": str(flow_run.get_id()), "triggered_by": triggered_by,
                     **({"override": override} if override else {})})
         releases.start(Active(service, rec.release, str(flow_run.get_id() or ""), kind.value,
-                              datetime.now(UTC).isoformat(timespec="seconds")))
+                              datetime.now(UTC).isoformat(timespec="seconds"),
+                              notify=tuple(notify)))
         notify_task(settings, notify, Event.STARTED, service, rec.release, "running",
                     f"{plan.git_sha[:12]} by {kind.value} (triggered by {triggered_by})")
 

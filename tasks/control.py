@@ -52,6 +52,7 @@ class Active:
     model_version: str = ""
     champion_before: str | None = None
     slot_lease: str = ""  # the lease on the service's release slot (filled in by Releases.start)
+    notify: tuple[str, ...] = ()  # the manifest's notification URLs (the reconciler's too)
 
 
 def _slot_lease() -> str:
@@ -127,7 +128,8 @@ class Releases:
             return
         intent = Intent(active.release, active.flow_run_id, active.strategy, active.started,
                         active.phase, active.pid, active.pid_started, active.model,
-                        active.model_version, active.champion_before, active.slot_lease)
+                        active.model_version, active.champion_before, active.slot_lease,
+                        tuple(active.notify))
         if state.release != intent:
             store.save(replace(state, release=intent))
 
@@ -135,7 +137,8 @@ class Releases:
         try:
             data = json.loads(self._active_path(service).read_text())
             # fields a newer suite added are not this one's business (a rolling upgrade)
-            return Active(**{k: v for k, v in data.items() if k in Active.__dataclass_fields__})
+            known = {k: v for k, v in data.items() if k in Active.__dataclass_fields__}
+            return Active(**{**known, "notify": tuple(known.get("notify", ()))})
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:

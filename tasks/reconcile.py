@@ -284,7 +284,28 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
                              "started": intent.started, "champion": moved,
                              "removed_unsaved": swept},
                      outcome=outcome)
-        return done
+    announce(settings, intent, done)
+    return done
+
+
+def announce(settings: Settings, intent: Intent, done: Reconciled) -> int:
+    """The release's own notifications learn how it ended: its run died before it could say
+    so itself (as Flagger alerts on a rollback whatever caused it). Never raises; returns how
+    many deliveries succeeded."""
+    from tasks import notify
+
+    if not intent.notify:
+        return 0
+    run = (f"{settings.url('prefect')}/runs/flow-run/{intent.flow_run_id}"
+           if intent.flow_run_id else "")
+    notice = notify.Notice(notify.outcome_event(done.outcome), done.service, done.release,
+                           done.outcome, f"reconciled: {done.why} (stable: {done.stable})"[:500],
+                           run)
+    try:
+        sent = notify.notify(settings, intent.notify, notice)
+    except Exception:  # a notification never undoes a reconciliation
+        return 0
+    return sum(d.ok for d in sent)
 
 
 def unfinished(settings: Settings) -> list[tuple[str, Intent]]:

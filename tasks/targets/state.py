@@ -43,6 +43,7 @@ class Intent:
     model_version: str = ""  # the version the release makes champion
     champion_before: str | None = None  # the champion when the release began (None: none)
     slot_lease: str = ""  # the lease on the service's release slot ("" when not known)
+    notify: tuple[str, ...] = ()  # where the release's outcome is announced (the manifest's)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def from_json(text: str, where: str) -> TargetState:
             generation=int(data.get("generation", 0)), stable=_track(data.get("stable")),
             canary=_track(data.get("canary")), preview=_track(data.get("preview")),
             previous=_track(data.get("previous")),
-            release=Intent(**intent) if intent else None,
+            release=Intent(**{**intent, "notify": tuple(intent.get("notify", ()))})
+            if intent else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{where} is not a valid target state ({type(exc).__name__}: {exc}); "

@@ -122,6 +122,35 @@ def test_a_canary_started_but_never_saved_by_a_dead_run_is_removed(settings, ctl
     assert controller.state("web").release is None
 
 
+def test_the_releases_notifications_hear_of_the_reconciliation(settings, ctl, audited,
+                                                              monkeypatch) -> None:
+    """The run died before it could announce its end: the reconciler tells the manifest's
+    notification URLs (kept in the intent) that the release was rolled back, and why."""
+    from tasks import notify
+
+    controller, _, _ = ctl
+    controller.reconcile(wl("aaaa-000001"), Role.STABLE)
+    Releases(settings).start(Active("web", "bbbb-000002", "run-2", "canary", "now",
+                                    notify=("http://chat.invalid/hook",)))
+    intent = controller.state("web").release
+    assert intent is not None and intent.notify == ("http://chat.invalid/hook",)
+    controller.reconcile(wl("bbbb-000002", replicas=1), Role.CANARY)
+    sent: list[tuple[notify.Notice, list[str]]] = []
+
+    def deliver(notice: notify.Notice, urls: list[str], post: object) -> list[notify.Delivery]:
+        sent.append((notice, list(urls)))
+        return [notify.Delivery("http://chat.invalid/…", True, "HTTP 200")]
+
+    monkeypatch.setattr(notify, "deliver", deliver)
+    done = rec.reconcile(settings, "web", "run crashed", dead_run="run-2", target=controller)
+    assert done is not None and done.outcome == "rolled_back"
+    assert len(sent) == 1 and sent[0][1] == ["http://chat.invalid/hook"]
+    notice = sent[0][0]
+    assert (notice.event, notice.release, notice.service) == (
+        notify.Event.ROLLED_BACK, "bbbb-000002", "web")
+    assert notice.reason.startswith("reconciled: run crashed") and "run-2" in notice.run_url
+
+
 def test_a_release_whose_run_still_goes_is_left_alone(settings, ctl, audited) -> None:
     controller, _, _ = ctl
     _canary_at_50(settings, controller)
