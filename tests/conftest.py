@@ -30,6 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 OPERATOR_SECRET = ("AWS_SECRET_ACCESS_KEY", "operator-canary-not-for-children")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_personal_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never see a person's `suite login` cache (~/.config/suite/token): the CLI and
+    every child they start act as the test platform's operator unless a test logs in."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SUITE_TOKEN_FILE", str(tmp_path_factory.mktemp("login") / "token"))
+        yield
+
+
 def prefect_api(api: str, method: str, path: str, *, json: object = None,
                 params: dict[str, str] | None = None) -> httpx.Response:
     """A raw Prefect API call that rides out SQLite's "database is locked" (503): the

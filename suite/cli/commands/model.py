@@ -11,6 +11,7 @@ import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from suite import audit
 from suite import settings as settings_mod
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ def _print_change(prefix: str, name: str, change: ChampionChange) -> None:
 def cmd_promote(args: argparse.Namespace) -> int:
     from models import registry
 
-    change = registry.promote(settings_mod.load(), args.name, args.version, actor=args.actor,
-                              reason=args.reason)
+    settings = settings_mod.load()
+    change = registry.promote(settings, args.name, args.version,
+                              actor=audit.default_actor(settings), reason=args.reason)
     _print_change("promoted", args.name, change)
     return 0
 
@@ -35,7 +37,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from models import registry
 
-    change = registry.rollback(settings_mod.load(), args.name, actor=args.actor,
+    settings = settings_mod.load()
+    change = registry.rollback(settings, args.name, actor=audit.default_actor(settings),
                                reason=args.reason)
     _print_change("rolled back", args.name, change)
     return 0
@@ -92,13 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     promote.add_argument("name", help="registered model name, e.g. digits")
     promote.add_argument("--version", help="version to promote (default: alias challenger)")
     promote.add_argument("--reason", default="", help="why (kept in history and audit trail)")
-    promote.add_argument("--actor", help="who (default: the current user)")
     promote.set_defaults(func=cmd_promote)
 
     rollback = msub.add_parser("rollback", help="give champion back to the version it replaced")
     rollback.add_argument("name")
     rollback.add_argument("--reason", default="")
-    rollback.add_argument("--actor")
     rollback.set_defaults(func=cmd_rollback)
 
     hist = msub.add_parser("history", help="every champion change with time, actor and reason")
