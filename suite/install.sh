@@ -14,6 +14,7 @@ TORCH="torch==2.13.0"  # alone and first: an unpinned resolution pulls a multi-G
 APT_PACKAGES=(
   ca-certificates git make python3 python3-venv
   podman buildah skopeo umoci runc uidmap   # container engine behind the docker SDK
+  iptables                                   # replicas answer only the platform user (owner match)
   docker-registry                            # OCI registry
   debootstrap                                # local base image (no public registries here)
   haproxy socat                              # traffic router for canaries
