@@ -83,6 +83,7 @@ def _verify_all() -> str:
 WAIVER_SIGN_POLICY = f"""
 # sign scan waivers (policies/waivers.py): the approver role
 path "transit/sign/{WAIVER_KEY}" {{ capabilities = ["update"] }}
+path "transit/verify/{WAIVER_KEY}" {{ capabilities = ["update"] }}
 path "auth/token/lookup-self" {{ capabilities = ["read"] }}
 """
 

@@ -25,18 +25,26 @@ def _path(args: argparse.Namespace) -> Path:
     return Path(args.file) if args.file else scan_policy.DEFAULT_POLICY
 
 
-def _approver_client(settings: settings_mod.Settings) -> hvac.Client:
-    """The person logged in with `suite login`: a waiver names a person, so the operator's
-    admin token (no person behind it) does not sign one."""
+def _session_client(settings: settings_mod.Settings) -> hvac.Client | None:
+    """The person logged in with `suite login`, or None."""
     import hvac
 
     from suite import people
 
     session = people.load_session(settings)
     if session is None:
+        return None
+    return hvac.Client(url=settings.vault_addr, token=session.token, timeout=30)
+
+
+def _approver_client(settings: settings_mod.Settings) -> hvac.Client:
+    """The logged-in person: a waiver names a person, so the operator's admin token (no
+    person behind it) does not sign one."""
+    client = _session_client(settings)
+    if client is None:
         raise ConfigError("a waiver is signed by a person: run `suite login NAME` as an approver "
                           "(an admin makes one with `suite users add NAME --role approver`)")
-    return hvac.Client(url=settings.vault_addr, token=session.token, timeout=30)
+    return client
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -45,7 +53,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     path = _path(args)
     policy = scan_policy.load(path)
-    verify = waivers.settings_verifier(settings_mod.load())
+    settings = settings_mod.load()
+    client = _session_client(settings)
+    verify = waivers.verifier(client) if client else waivers.settings_verifier(settings)
     checks = waivers.check_policy(policy, verify, datetime.now(UTC).date(), str(path))
     if not checks:
         print(f"{path}: no waivers")
@@ -67,8 +77,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
     path = _path(args)
     policy = scan_policy.load(path)
     now = datetime.now(UTC)
-    checks = waivers.check_policy(policy, waivers.settings_verifier(settings), now.date(),
-                                  str(path))
+    client = _approver_client(settings)
+    checks = waivers.check_policy(policy, waivers.verifier(client), now.date(), str(path))
     chosen = waivers.to_sign(checks, args.id or [], now.date(), policy.waiver_max_days)
     if not chosen:
         print(f"{path}: every waiver is signed and valid (name one with --id to sign it again)")
@@ -83,7 +93,6 @@ def cmd_sign(args: argparse.Namespace) -> int:
         if input("sign these as yourself? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing signed")
             return 1
-    client = _approver_client(settings)
     signed = waivers.sign_file(path, client, chosen, now)
     for s in signed:
         audit.append(settings, actor=s.after.approver, action="waiver.sign",
