@@ -72,6 +72,11 @@ def verifier(client: hvac.Client | Callable[[], hvac.Client]) -> Verify:
             try:
                 resp = vc.adapter.post(f"/v1/transit/verify/{WAIVER_KEY}",
                                        json={"batch_input": batch})
+            except hvac.exceptions.Forbidden as exc:
+                raise VaultError(f"Vault refused to verify scan waivers with {WAIVER_KEY!r} "
+                                 f"(403): this identity's policy lacks "
+                                 f"transit/verify/{WAIVER_KEY}; `suite up` rewrites the "
+                                 f"policies") from exc
             except (hvac.exceptions.VaultError, requests.RequestException) as exc:
                 raise VaultError(f"verifying scan waivers with transit key {WAIVER_KEY!r} "
                                  f"failed ({type(exc).__name__}); is Vault up and unsealed? "
