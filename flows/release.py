@@ -37,6 +37,7 @@ from suite.services.onboard import (
     name_run_state,
 )
 from suite.services.spec import StrategyKind
+from tasks.admission import admit_task
 from tasks.build import build_task, for_service
 from tasks.compliance import start_subject
 from tasks.control import Active, Releases
@@ -168,6 +169,9 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
             image = build_task(for_service(spec, Path(plan.source)),
                                settings)
             rec.image = image.pinned
+        # admission: nothing runs (tests, canary, stable) unless it is what this build pushed
+        with stage(rec, "admit"):
+            admit_task(settings, image.pinned, service, rec.release, plan.git_sha, plan.source)
         with stage(rec, "scan"):
             gate = scan_task(image=image.pinned, repo=plan.source, settings=settings,
                              service=service)

@@ -13,7 +13,8 @@ only in the ``auth_config`` or ``Authorization`` header, never in a message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,21 @@ def push(engine: docker.DockerClient, repository: str, tag: str,
             f"and marked insecure for the engine? `suite status`)"
         )
     return log
+
+
+_PUSHED = re.compile(r"(?:^|\s)digest: (sha256:[0-9a-f]{64})(?:\s|$)")
+
+
+def pushed_digest(log: Sequence[str], repository: str, tag: str) -> str:
+    """The manifest digest the engine pushed, as its push stream reported it (podman and
+    Docker both end with ``TAG: digest: sha256:… size: N``): what was pushed, not what the
+    tag points to when read back, which anyone who can push may have changed since."""
+    for line in log:
+        found = _PUSHED.search(line)
+        if found and line.startswith(f"{tag}:"):
+            return found.group(1)
+    raise ProviderError(f"the push of {repository}:{tag} reported no digest (the engine's "
+                        f"stream had {len(log)} lines and no '{tag}: digest: sha256:…')")
 
 
 def _registry_parts(repository: str) -> tuple[str, str]:

@@ -158,6 +158,25 @@ def resolve(settings: Settings, image: str) -> tuple[str, str, str]:
     return repository, tag, digest
 
 
+def _check_source(deps: dict[Any, Any], commit: str, source: str) -> Check:
+    """The image was built from ``source`` (the release's checkout of the registered
+    repository) at ``commit``: what the signed provenance says, not what the tag suggests."""
+    dep = deps.get("source") or {}
+    got_commit = str((dep.get("digest") or {}).get("gitCommit", ""))
+    got_uri = str(dep.get("uri", ""))
+    want_uri = f"git+file://{source}@{commit}" if source else ""
+    problems = []
+    if commit and got_commit != commit:
+        problems.append(f"built from commit {got_commit[:12] or '(none)'}, not the release's "
+                        f"{commit[:12]}")
+    if want_uri and got_uri != want_uri:
+        problems.append(f"built from {got_uri or '(no source)'}, not the registered "
+                        f"repository's checkout {want_uri}")
+    if problems:
+        return Check("source", False, "; ".join(problems))
+    return Check("source", True, f"commit {got_commit[:12]} of {source or got_uri}")
+
+
 def _check_statement(stmt: dict[str, Any], repository: str, digest: str) -> list[Check]:
     checks: list[Check] = []
     kinds_ok = (stmt.get("_type") == prov.STATEMENT_TYPE
@@ -208,9 +227,12 @@ def _check_sbom(stmt: dict[str, Any], directory: Path, repository: str, digest: 
                  + ("" if got == want else f" != signed {want}"))
 
 
-def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyReport:
+def verify_image(settings: Settings, image: str, vault: hvac.Client, *, commit: str = "",
+                 source: str = "") -> VerifyReport:
     """Check that ``image``'s registry digest has evidence, a valid signature and provenance
-    naming that very digest; every mismatch becomes a failed check with its reason."""
+    naming that very digest; every mismatch becomes a failed check with its reason. With
+    ``commit`` (and ``source``), the provenance must also say it was built from that commit (of
+    that checkout): the admission of a release (:mod:`tasks.admission`)."""
     repository, tag, digest = resolve(settings, image)
     checks: list[Check] = []
     built = read_index(settings).get(f"{repository}:{tag}") if tag else None
@@ -251,6 +273,11 @@ def verify_image(settings: Settings, image: str, vault: hvac.Client) -> VerifyRe
         return VerifyReport(image, digest, tuple(checks))
     content = [*_check_statement(stmt, repository, digest),
                _check_sbom(stmt, directory, repository, digest, pull)]
+    if commit or source:
+        pred = stmt.get("predicate") or {}
+        deps = {d.get("name"): d for d in
+                (pred.get("buildDefinition") or {}).get("resolvedDependencies") or []}
+        content.append(_check_source(deps, commit, source))
     if not valid:  # what an unsigned payload says proves nothing: say so on every line
         content = [Check(c.name, c.ok, f"(unverified) {c.detail}") for c in content]
     checks += content

@@ -251,6 +251,51 @@ def test_verify_fails_on_retagged_image(
     assert other.image.digest in proc.stderr
 
 
+def test_admission_runs_the_pushed_digest_and_refuses_a_look_alike(
+    platform: Settings, engine: docker.DockerClient, built: build.BuildResult,
+    planted: tuple[str, Path],
+) -> None:
+    """The build's push reports its digest; a look-alike then pushed under the same tag moves
+    the tag, not what the release runs: the pushed digest is admitted, the tag's new target is
+    refused (no provenance) with an admission.refused record, and so is the build's own image
+    for another commit or checkout."""
+    from suite import audit
+    from suite.errors import DeployError
+    from tasks import admission
+
+    repo, tag = built.image.repository, "lookalike"
+    engine.images.get(built.image.ref).tag(repo, tag)
+    pushed = engine_mod.pushed_digest(
+        engine_mod.push(engine, repo, tag, auth=credentials.docker_auth(platform, "builder")),
+        repo, tag)
+    assert pushed == built.image.digest  # the same image: its signed provenance applies
+    # ... and before the deploy, someone with push rights plants another image under the tag
+    engine.images.get(planted[0]).tag(repo, tag)
+    engine_mod.push(engine, repo, tag, auth=credentials.docker_auth(platform, "builder"))
+    moved = engine_mod.registry_digest(repo, tag, auth=pull(platform))
+    assert moved != pushed
+    commit, source = built.git_sha, built.repo_root
+    ok = admission.check(platform, f"{repo}@{pushed}", commit=commit, source=source)
+    assert ok.ok, ok.failures
+    assert any(c.name == "source" and c.ok for c in ok.checks)
+    by_tag = admission.check(platform, f"{repo}:{tag}", commit=commit, source=source)
+    assert not by_tag.ok and "names no digest" in by_tag.failures[0]
+    seen = len(audit.trail(platform).records())
+    with pytest.raises(DeployError, match="not admitted") as refused:
+        admission.admit(platform, f"{repo}@{moved}", service="model-server", release="r-la",
+                        commit=commit, source=source)
+    assert "no provenance" in str(refused.value)
+    records = audit.trail(platform).records()[seen:]
+    assert [(r.action, r.outcome, r.actor) for r in records] == [
+        ("admission.refused", "refused", "admission")]
+    assert records[0].subject == f"{repo}@{moved}"
+    other = admission.check(platform, built.image.pinned, commit="0" * 40, source="/elsewhere")
+    failed = [c for c in other.checks if not c.ok]
+    assert [c.name for c in failed] == ["source"]
+    assert "not the release's 000000000000" in failed[0].detail
+    assert "/elsewhere" in failed[0].detail
+
+
 # -- scan and gate -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def planted_report(platform: Settings, planted: tuple[str, Path]) -> scan.ScanReport:

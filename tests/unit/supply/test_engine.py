@@ -39,6 +39,27 @@ def test_push_passes_a_clean_stream() -> None:
     assert log == ["1: digest: sha256:ab size: 3"]
 
 
+DIGEST = "sha256:" + "e8" * 32
+
+
+def test_the_pushed_digest_is_the_one_the_push_reported() -> None:
+    """podman 4.3 ends its push stream with ``TAG: digest: sha256:… size: N`` (as Docker)."""
+    log = engine.push(FakeEngine([
+        {"status": "The push refers to repository [r/x:t1]"},
+        {"status": f"other: digest: sha256:{'00' * 32} size: 1"},  # another tag's line
+        {"status": f"t1: digest: {DIGEST} size: 739"}]), "r/x", "t1")
+    assert engine.pushed_digest(log, "r/x", "t1") == DIGEST
+
+
+@pytest.mark.parametrize("lines", [
+    [], ["The push refers to repository [r/x:t1]"], ["t1: digest: sha256:ab size: 3"],
+    [f"t2: digest: {DIGEST} size: 3"],
+])
+def test_a_push_without_its_digest_is_an_error(lines: list[str]) -> None:
+    with pytest.raises(ProviderError, match=r"push of r/x:t1 reported no digest"):
+        engine.pushed_digest(lines, "r/x", "t1")
+
+
 @pytest.mark.parametrize(("ref", "expected"), [
     ("127.0.0.1:5000/suite/app:abc", ("127.0.0.1:5000/suite/app", "abc")),
     ("127.0.0.1:5000/suite/app", ("127.0.0.1:5000/suite/app", "latest")),
