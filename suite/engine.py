@@ -188,6 +188,20 @@ def pushed_digest(log: Sequence[str], repository: str, tag: str) -> str:
                         f"stream had {len(log)} lines and no '{tag}: digest: sha256:…')")
 
 
+def ensure_pulled(engine: docker.DockerClient, settings: Settings, image: str) -> None:
+    """Pull ``image`` when the engine lacks it, as the registry's ``puller`` (the registry
+    answers nobody without credentials, and the puller can never push): an image named by
+    the digest its registry serves is not always known to the engine by that digest."""
+    if image_exists(engine, image):
+        return
+    repository, reference = split_ref(image)
+    try:
+        engine.images.pull(repository, tag=reference,
+                           auth_config=docker_auth(settings, repository, "puller"))
+    except docker.errors.APIError as exc:
+        raise ProviderError(f"pulling {image} failed: {exc.explanation or exc}") from exc
+
+
 def _registry_parts(repository: str) -> tuple[str, str]:
     host, _, path = repository.partition("/")
     if not path or ("." not in host and ":" not in host and host != "localhost"):

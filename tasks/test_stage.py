@@ -22,7 +22,7 @@ import docker.errors
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from suite.errors import ConfigError, GateBlocked
+from suite.errors import ConfigError, GateBlocked, SuiteError
 from suite.settings import Settings
 
 
@@ -238,7 +238,13 @@ def container_test_task(image: str, command: list[str], timeout_s: float, subjec
 
     settings = settings or settings_mod.load()
     log = settings.dir("reports", "tests", f"{subject.replace('/', '_')}.log")
-    report = run_in_image(engine_mod.client(settings), image, command, log_path=log,
+    engine = engine_mod.client(settings)
+    try:
+        engine_mod.ensure_pulled(engine, settings, image)
+    except SuiteError as exc:
+        raise GateBlocked("test", [f"the test container of {image} did not start: {exc}"]
+                          ) from exc
+    report = run_in_image(engine, image, command, log_path=log,
                           timeout_s=timeout_s)
     create_markdown_artifact(key="test-report", markdown=markdown(report),
                              description=f"tests of {subject} in its image")

@@ -27,7 +27,7 @@ import docker.errors
 import httpx
 
 from suite import engine as engine_mod
-from suite.errors import DeployError
+from suite.errors import DeployError, ProviderError
 from suite.haproxy import Route, RouteStore, RuntimeApi, backend_name, preview_backend_name
 from suite.platform.files import atomic_write
 from suite.settings import Settings
@@ -119,14 +119,10 @@ class EngineRunner:
     def _pull(self, image: str) -> None:
         """Pull ``image`` when the engine lacks it, as the registry's ``puller`` (the registry
         answers nobody without credentials, and the puller can never push)."""
-        if engine_mod.image_exists(self.engine, image):
-            return
-        repository, reference = engine_mod.split_ref(image)
         try:
-            self.engine.images.pull(repository, tag=reference, auth_config=engine_mod.docker_auth(
-                self.settings, repository, "puller"))
-        except docker.errors.APIError as exc:
-            raise DeployError(f"pulling {image} failed: {exc.explanation or exc}") from exc
+            engine_mod.ensure_pulled(self.engine, self.settings, image)
+        except ProviderError as exc:
+            raise DeployError(str(exc)) from exc
 
     def _wait_ready(self, name: str, port: int, path: str) -> None:
         deadline = time.monotonic() + self.ready_timeout
