@@ -183,13 +183,24 @@ def test_a_second_release_of_one_service_waits_for_the_first(
             "limit": 1}).json()
         return (runs[0]["id"], runs[0]["state"]["name"]) if runs else None
 
+    from dataclasses import replace as with_field
+
+    from suite import people, vault
+
+    approver = with_field(release_platform, token_file=release_platform.home / "e2e-approver")
+    people.add_user(vault.client(release_platform), "e2e-approver", "e2e-approver-pass",
+                    people.Role.APPROVER)
+    people.save_session(approver, people.login(approver, "e2e-approver", "e2e-approver-pass"))
+    token = people.approval_token(approver)
     ensure_concurrency_limit(release_platform, "hello")
     seen = len(audit.trail(release_platform).records())
     before = latest_run_state()
     with concurrency(concurrency_limit("hello"), occupy=1, strict=True):
         # the second replaces the replicas one by one (no analysis): what is tested is that it
         # waits for the slot, not a second canary
-        waiting, box = in_thread(lambda: release(service="hello", strategy="rolling"))
+        # another strategy than the manifest's needs an approver's token (issue 13 item 4)
+        waiting, box = in_thread(lambda: release(service="hello", strategy="rolling",
+                                                 approval_token=token))
         deadline = time.monotonic() + 300
         while (state := latest_run_state()) in (None, before) or state[1] != \
                 "AwaitingReleaseSlot":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from prefect.server.events.schemas.automations import AutomationCreate, Posture
 
 from suite.deployments import (
@@ -20,8 +21,16 @@ from suite.platform.services.workers import HEARTBEAT_SECONDS, WorkerService
 from suite.settings import Settings
 
 
-def test_every_worker_runs_flows_with_heartbeats(tmp_path: Path) -> None:
+def test_every_worker_runs_flows_with_heartbeats(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    from suite.platform import api_auth
+
+    # the worker's environment carries Prefect's auth string, read from Vault: none runs here
+    monkeypatch.setattr(api_auth, "prefect_auth", lambda settings: SecretStr("suite:unit"))
     env = WorkerService(Settings(home=tmp_path), 1).env()
+    assert env["PREFECT_API_AUTH_STRING"] == "suite:unit"
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(HEARTBEAT_SECONDS)
     assert HEARTBEAT_SECONDS >= 30  # Prefect's minimum
 
