@@ -177,7 +177,8 @@ def _check_source(deps: dict[Any, Any], commit: str, source: str) -> Check:
     return Check("source", True, f"commit {got_commit[:12]} of {source or got_uri}")
 
 
-def _check_statement(stmt: dict[str, Any], repository: str, digest: str) -> list[Check]:
+def _check_statement(stmt: dict[str, Any], repository: str, digest: str, commit: str = "",
+                     source: str = "") -> list[Check]:
     checks: list[Check] = []
     kinds_ok = (stmt.get("_type") == prov.STATEMENT_TYPE
                 and stmt.get("predicateType") == prov.PREDICATE_TYPE)
@@ -208,6 +209,8 @@ def _check_statement(stmt: dict[str, Any], repository: str, digest: str) -> list
                         "git " + str(deps["source"]["digest"].get("gitCommit", ""))[:12]
                         + ", base " + str(deps["base-image"]["digest"])
                         + ", lockfile " + str(deps["lockfile"]["digest"])))
+    if commit or source:
+        checks.append(_check_source(deps, commit, source))
     return checks
 
 
@@ -271,13 +274,8 @@ def verify_image(settings: Settings, image: str, vault: hvac.Client, *, commit: 
     except (KeyError, ValueError, TypeError) as exc:
         checks.append(Check("provenance", False, f"payload is not an in-toto statement: {exc}"))
         return VerifyReport(image, digest, tuple(checks))
-    content = [*_check_statement(stmt, repository, digest),
+    content = [*_check_statement(stmt, repository, digest, commit, source),
                _check_sbom(stmt, directory, repository, digest, pull)]
-    if commit or source:
-        pred = stmt.get("predicate") or {}
-        deps = {d.get("name"): d for d in
-                (pred.get("buildDefinition") or {}).get("resolvedDependencies") or []}
-        content.append(_check_source(deps, commit, source))
     if not valid:  # what an unsigned payload says proves nothing: say so on every line
         content = [Check(c.name, c.ok, f"(unverified) {c.detail}") for c in content]
     checks += content
