@@ -15,7 +15,9 @@ Each service is also claimed under ``commit:<repository>:<sha>:<service>``: a se
 for the same commit (a forged or re-sent delivery with a fresh id) is a replay too.
 
 The HTTP server runs at most ``workers`` handlers at once and gives each socket ``timeout``
-seconds of silence (:class:`BoundedServer`).
+seconds of silence (:class:`BoundedServer`). When every handler is taken, a new connection
+sheds the oldest one still waiting for its first byte: idle sockets cannot keep a real request
+from its answer.
 
 Nothing is done without its record: a push is audited (``webhook.push``) before any delivery is
 claimed or run started, and every refusal is audited before it is answered. When the audit trail
@@ -32,6 +34,8 @@ id of its emitted ``git.push`` event and the automations that react to it (event
 from __future__ import annotations
 
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -242,10 +246,12 @@ class WebhookApp:
 
 
 class BoundedServer(ThreadingHTTPServer):
-    """At most ``workers`` handler threads. A connection over the bound waits in the accept
-    loop (the listen backlog queues the rest) for up to ``timeout`` seconds, then is closed:
-    idle sockets cannot make the server spawn threads without bound. Each handler's socket has
-    the same timeout, so a client that sends nothing, or stalls mid-request, is cut."""
+    """At most ``workers`` handler threads. A connection over the bound first sheds the oldest
+    handler still waiting for its request's first byte (an idle socket), then waits in the
+    accept loop (the listen backlog queues the rest) for up to ``timeout`` seconds, then is
+    closed: idle sockets can neither make the server spawn threads without bound nor keep a
+    client that sends its request from an answer. Each handler's socket has the same timeout,
+    so a client that sends nothing, or stalls mid-request, is cut."""
 
     daemon_threads = True
 
@@ -255,16 +261,64 @@ class BoundedServer(ThreadingHTTPServer):
         self.workers = workers
         self.socket_timeout = timeout
         self._slots = threading.BoundedSemaphore(workers)
+        # accepted connections with no byte of a request yet (insertion order = oldest first),
+        # and the ones shed for a newer connection
+        self._idle: dict[socket.socket, None] = {}
+        self._cut: set[socket.socket] = set()
+        self._idle_lock = threading.Lock()
+
+    def await_first_byte(self, conn: socket.socket) -> bool:
+        """Block until the connection has a byte to read (True), or is closed, cut by the
+        socket timeout or shed for a newer connection (False). Only a connection with nothing
+        to read is ever shed: a request being sent, read or answered is never cut short."""
+        with self._idle_lock:
+            if conn not in self._cut:
+                self._idle.setdefault(conn)
+        try:
+            ready = bool(conn.recv(1, socket.MSG_PEEK))
+        except OSError:  # TimeoutError included
+            ready = False
+        with self._idle_lock:
+            self._idle.pop(conn, None)
+            if conn in self._cut:
+                self._cut.discard(conn)
+                return False
+        return ready
+
+    def _shed_oldest_idle(self) -> bool:
+        with self._idle_lock:
+            for conn in list(self._idle):
+                del self._idle[conn]
+                if _readable(conn):  # its request (or its close) has arrived: not idle
+                    continue
+                self._cut.add(conn)
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes its handler's recv with b""
+                except OSError:
+                    pass
+                return True
+        return False
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(timeout=self.socket_timeout):
+        acquired = self._slots.acquire(blocking=False)
+        if not acquired:
+            if self._shed_oldest_idle():
+                print(f"webhook {client_address[0]}: all {self.workers} handlers busy; the "
+                      f"oldest idle connection was closed for this one", file=sys.stderr,
+                      flush=True)
+            acquired = self._slots.acquire(timeout=self.socket_timeout)
+        if not acquired:
             print(f"webhook {client_address[0]}: all {self.workers} handlers busy for "
                   f"{self.socket_timeout:.0f} s; connection closed", file=sys.stderr, flush=True)
             self.shutdown_request(request)
             return
+        with self._idle_lock:
+            self._idle[request] = None  # idle from its accept until its first byte is read
         try:
             super().process_request(request, client_address)
         except BaseException:
+            with self._idle_lock:
+                self._idle.pop(request, None)
             self._slots.release()
             raise
 
@@ -272,7 +326,20 @@ class BoundedServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._idle_lock:
+                self._idle.pop(request, None)
+                self._cut.discard(request)
             self._slots.release()
+
+
+def _readable(conn: socket.socket) -> bool:
+    """Whether the connection has bytes (or its close) to read right now, without waiting."""
+    poller = select.poll()
+    try:
+        poller.register(conn, select.POLLIN)
+    except (OSError, ValueError):  # already closed
+        return True
+    return bool(poller.poll(0))
 
 
 def make_server(app: WebhookApp, host: str, port: int, workers: int = WORKERS,
@@ -290,6 +357,13 @@ def make_server(app: WebhookApp, host: str, port: int, workers: int = WORKERS,
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def handle_one_request(self) -> None:
+            # idle (no byte of a request yet) is the only state in which a handler is shed
+            if not self.server.await_first_byte(self.connection):  # type: ignore[attr-defined]
+                self.close_connection = True
+                return
+            super().handle_one_request()
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
