@@ -3,8 +3,10 @@
 Builds and pushes report failure in different ways (a build raises, a push does not: its error
 is only an ``errorDetail`` entry in the progress stream), so this module reads every stream to
 the end and turns any error entry into a :class:`~suite.errors.ProviderError` carrying the
-engine's own message. Digests come from the registry (``Docker-Content-Digest``), which is the
-digest a later pull or ``suite verify`` sees, whatever manifest format the engine pushed.
+engine's own message. A build's digest is the one its push reported (``TAG: digest: sha256:…``,
+:func:`push_pinned`), never the tag read back (anyone who could push may have moved it); the
+registry's ``Docker-Content-Digest`` for the tag is read right after only as a cross-check, and
+a difference stops the build.
 
 The platform's registry answers nobody without credentials: a push goes as ``builder``, every
 read (digests, pulls) as ``puller`` (:mod:`suite.platform.credentials`); the password travels
@@ -186,6 +188,29 @@ def pushed_digest(log: Sequence[str], repository: str, tag: str) -> str:
             return found.group(1)
     raise ProviderError(f"the push of {repository}:{tag} reported no digest (the engine's "
                         f"stream had {len(log)} lines and no '{tag}: digest: sha256:…')")
+
+
+def cross_check(repository: str, tag: str, pushed: str,
+                auth: tuple[str, str] | None = None) -> str:
+    """``pushed`` (the digest the push reported) when the registry serves it for ``tag`` too;
+    else a ProviderError naming both: someone pushed over the tag between the push and now.
+    Only a cross-check: the digest a build hands on is always the push's own."""
+    served = registry_digest(repository, tag, auth=auth)
+    if served != pushed:
+        raise ProviderError(
+            f"the push of {repository}:{tag} reported {pushed}, but the registry now serves "
+            f"{served} for that tag: another image was pushed over it meanwhile (only the "
+            f"build identity may push: check who holds its password); build again")
+    return pushed
+
+
+def push_pinned(engine: docker.DockerClient, repository: str, tag: str, *,
+                push_auth: Mapping[str, str] | None = None,
+                read_auth: tuple[str, str] | None = None) -> str:
+    """Push and return the digest the push itself reported, cross-checked against what the
+    registry serves for the tag right after (a mismatch refuses, :func:`cross_check`)."""
+    log = push(engine, repository, tag, auth=push_auth)
+    return cross_check(repository, tag, pushed_digest(log, repository, tag), auth=read_auth)
 
 
 def ensure_pulled(engine: docker.DockerClient, settings: Settings, image: str) -> None:

@@ -1,5 +1,6 @@
 """Build stage: build the model-server image FROM the suite base, tag it with the git sha, push it,
-and return an :class:`ImageRef` whose digest is the registry's.
+and return an :class:`ImageRef` whose digest is the one the push reported (cross-checked
+against the registry's answer for the tag, which refuses on a mismatch).
 
 The build context is staged in a temporary directory with only what the image needs (the
 Dockerfile, the lockfile, the host's CA bundle for pip, the service's sources) so nothing else
@@ -144,7 +145,8 @@ def build_image(
     tag: str | None = None,
     nocache: bool = False,
 ) -> BuildResult:
-    """Build, tag with the git sha (first 12 hex digits unless ``tag``), push, resolve digest."""
+    """Build, tag with the git sha (first 12 hex digits unless ``tag``), push; the digest is
+the push's own (:func:`suite.engine.push_pinned`)."""
     spec = spec or BuildSpec()
     engine = engine or engine_mod.client(settings)
     sha, dirty = git_state(spec.repo_root)
@@ -166,10 +168,10 @@ def build_image(
                 engine, context=context, dockerfile=str(_staged(spec.dockerfile)),
                 tag=f"{repository}:{tag}", buildargs=buildargs, nocache=nocache,
             )
-    engine_mod.push(engine, repository, tag,
-                    auth=engine_mod.docker_auth(settings, repository, "builder"))
-    digest = engine_mod.registry_digest(
-        repository, tag, auth=engine_mod.registry_login(settings, repository, "puller"))
+    # the digest is the push's own; the registry's answer for the tag only cross-checks it
+    digest = engine_mod.push_pinned(
+        engine, repository, tag, push_auth=engine_mod.docker_auth(settings, repository, "builder"),
+        read_auth=engine_mod.registry_login(settings, repository, "puller"))
     version: dict[str, Any] = engine.version()
     return BuildResult(
         image=ImageRef(repository, tag, digest),

@@ -251,6 +251,28 @@ def test_verify_fails_on_retagged_image(
     assert other.image.digest in proc.stderr
 
 
+def test_the_build_pins_the_pushed_digest_and_refuses_a_tag_moved_after_its_push(
+    platform: Settings, engine: docker.DockerClient, built: build.BuildResult,
+    planted: tuple[str, Path],
+) -> None:
+    """The build's digest is the one its push reported; the registry's answer for the tag is
+    only a cross-check, which passes while nobody pushed in between and refuses, naming both
+    digests, once a look-alike lands under the tag right after the push."""
+    repo, tag = built.image.repository, "raced"
+    engine.images.get(built.image.ref).tag(repo, tag)
+    builder = credentials.docker_auth(platform, "builder")
+    pushed = engine_mod.pushed_digest(engine_mod.push(engine, repo, tag, auth=builder),
+                                      repo, tag)
+    assert pushed == built.image.digest  # what build_image pinned is the push's digest
+    assert engine_mod.cross_check(repo, tag, pushed, auth=pull(platform)) == pushed
+    engine.images.get(planted[0]).tag(repo, tag)
+    engine_mod.push(engine, repo, tag, auth=builder)
+    moved = engine_mod.registry_digest(repo, tag, auth=pull(platform))
+    with pytest.raises(ProviderError, match="pushed over it") as refused:
+        engine_mod.cross_check(repo, tag, pushed, auth=pull(platform))
+    assert pushed in str(refused.value) and moved in str(refused.value)
+
+
 def test_admission_runs_the_pushed_digest_and_refuses_a_look_alike(
     platform: Settings, engine: docker.DockerClient, built: build.BuildResult,
     planted: tuple[str, Path],

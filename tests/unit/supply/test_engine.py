@@ -60,6 +60,34 @@ def test_a_push_without_its_digest_is_an_error(lines: list[str]) -> None:
         engine.pushed_digest(lines, "r/x", "t1")
 
 
+def test_a_build_pins_the_digest_its_push_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry is asked for the tag only as a cross-check; it agrees here."""
+    asked: list[tuple[str, str]] = []
+
+    def served(repository: str, tag: str, **_: Any) -> str:
+        asked.append((repository, tag))
+        return DIGEST
+
+    monkeypatch.setattr(engine, "registry_digest", served)
+    pushed = engine.push_pinned(FakeEngine([{"status": f"t1: digest: {DIGEST} size: 739"}]),
+                                "r/x", "t1")
+    assert pushed == DIGEST
+    assert asked == [("r/x", "t1")]
+
+
+def test_a_tag_moved_between_push_and_read_back_refuses_the_build(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    other = "sha256:" + "0c" * 32
+    monkeypatch.setattr(engine, "registry_digest", lambda *_, **__: other)
+    with pytest.raises(ProviderError) as refused:
+        engine.push_pinned(FakeEngine([{"status": f"t1: digest: {DIGEST} size: 739"}]),
+                           "r/x", "t1")
+    message = str(refused.value)
+    assert f"push of r/x:t1 reported {DIGEST}" in message
+    assert f"now serves {other}" in message
+    assert "pushed over it" in message
+
+
 @pytest.mark.parametrize(("ref", "expected"), [
     ("127.0.0.1:5000/suite/app:abc", ("127.0.0.1:5000/suite/app", "abc")),
     ("127.0.0.1:5000/suite/app", ("127.0.0.1:5000/suite/app", "latest")),
