@@ -190,7 +190,8 @@ def _release(settings: settings_mod.Settings, service: str, git_sha: str,
                 version = resolve_model_version(settings, spec.model.name, model_version or None,
                                                 spec.model.alias)
                 bound[:] = [spec.model.name, version]
-                model = fetch_model(settings, spec.model.name, version)
+                model = fetch_model(settings, spec.model.name, version, service=service,
+                                    release=rec.release)
                 rec.model = f"{spec.model.name} v{version}"
                 rec.champion_before = current_champion(settings, spec.model.name)
                 # the intent knows the champion to give back if the run dies mid-promotion

@@ -2,7 +2,8 @@
 
 Plain functions do the work; the ``@task`` wrappers add Prefect's rollback hooks, so a failure
 later in the release transaction undoes what the deploy tasks did (the canary is removed and all
-traffic returns to stable). Model files come from the MLflow registry and are mounted read-only.
+traffic returns to stable). Model files come from the MLflow registry, are checked against the
+attestation the train stage signed (:mod:`tasks.evidence_model`) and are mounted read-only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import hvac
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction, get_transaction
@@ -20,6 +22,7 @@ from prefect.transactions import Transaction, get_transaction
 from suite.errors import ConfigError
 from suite.services.spec import ModelBinding, ServiceSpec
 from suite.settings import Settings
+from tasks.evidence_model import admit_model
 from tasks.targets import get_target
 from tasks.targets.base import Deployment, Mount, Role, Workload
 
@@ -53,19 +56,32 @@ def resolve_model_version(settings: Settings, name: str, version: str | None,
                       f"train one first (`prefect deployment run train/train`)")
 
 
-def fetch_model(settings: Settings, name: str, version: str) -> ModelRef:
-    """Download the ONNX file once per version into ``releases/models/NAME/VERSION``."""
+def fetch_model(settings: Settings, name: str, version: str, *, service: str = "",
+                release: str = "", vault: hvac.Client | None = None) -> ModelRef:
+    """The ONNX file of ``name`` ``version`` in ``releases/models/NAME/VERSION``, downloaded
+    once per version, and checked against the version's signed attestation every time, before
+    anything mounts it (:func:`tasks.evidence_model.admit_model`): a refused file fails the
+    release with an ``admission.refused`` record, and a refused download is never kept."""
     from models.registry.store import download_onnx
 
     folder = settings.dir("releases", "models", name, version)
     target = folder / "model.onnx"
-    if not target.exists():
+    if target.exists():  # the exact file about to be mounted
+        admit_model(settings, name, version, target, vault=vault, service=service,
+                    release=release)
+    else:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        found = download_onnx(settings.mlflow_uri, name, version, tmp / "download")
-        shutil.copyfile(found, tmp / "model.onnx")
-        shutil.rmtree(tmp / "download", ignore_errors=True)
+        try:
+            found = download_onnx(settings.mlflow_uri, name, version, tmp / "download")
+            shutil.copyfile(found, tmp / "model.onnx")
+            shutil.rmtree(tmp / "download", ignore_errors=True)
+            admit_model(settings, name, version, tmp / "model.onnx", vault=vault,
+                        service=service, release=release)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     # the container runs as an unprivileged user: the path must be readable by anyone

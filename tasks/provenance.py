@@ -102,15 +102,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def sign_envelope(vault: hvac.Client, stmt: Mapping[str, Any], key: str = SIGN_KEY
-                  ) -> dict[str, Any]:
+def sign_envelope(vault: hvac.Client, stmt: Mapping[str, Any], key: str = SIGN_KEY,
+                  what: str = "provenance") -> dict[str, Any]:
     payload = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
     try:
         resp = vault.secrets.transit.sign_data(name=key, hash_input=_b64(pae(PAYLOAD_TYPE,
                                                                                payload)))
     except (hvac.exceptions.VaultError, requests.RequestException) as exc:
         raise VaultError(
-            f"signing provenance with transit key {key!r} failed ({type(exc).__name__}); "
+            f"signing {what} with transit key {key!r} failed ({type(exc).__name__}); "
             f"is Vault up and unsealed? (`suite status`)"
         ) from exc
     vault_sig = str(resp["data"]["signature"])  # vault:v<N>:<base64>
@@ -123,9 +123,11 @@ def sign_envelope(vault: hvac.Client, stmt: Mapping[str, Any], key: str = SIGN_K
 
 
 def verify_envelope(vault: hvac.Client, envelope: Mapping[str, Any],
-                    keys: Sequence[str] = VERIFY_KEYS) -> tuple[bool, str]:
+                    keys: Sequence[str] = VERIFY_KEYS, what: str = "provenance"
+                    ) -> tuple[bool, str]:
     """(valid, why) for the envelope's signatures, checked by Vault transit verify; only a
-    signature by one of ``keys`` counts."""
+    signature by one of ``keys`` (the keys of ``what``: provenance, model attestation)
+    counts."""
     try:
         payload = base64.b64decode(str(envelope["payload"]), validate=True)
         sigs: Sequence[Mapping[str, str]] = envelope["signatures"]
@@ -141,7 +143,7 @@ def verify_envelope(vault: hvac.Client, envelope: Mapping[str, Any],
         if prefix != "vault-transit" or not key:
             return False, f"unknown key id {sig.get('keyid')!r} (expected vault-transit:KEY:vN)"
         if key not in keys:
-            return False, (f"signed by {sig.get('keyid')}, which is not a provenance key "
+            return False, (f"signed by {sig.get('keyid')}, which is not a {what} key "
                            f"(expected one of {', '.join(keys)})")
         try:
             resp = vault.secrets.transit.verify_signed_data(
@@ -152,7 +154,7 @@ def verify_envelope(vault: hvac.Client, envelope: Mapping[str, Any],
             if isinstance(exc, hvac.exceptions.InvalidRequest):
                 return False, f"signature by {sig.get('keyid')} is malformed: {exc}"
             raise VaultError(
-                f"verifying provenance with transit key {key!r} failed ({type(exc).__name__})"
+                f"verifying {what} with transit key {key!r} failed ({type(exc).__name__})"
             ) from exc
         if not resp["data"]["valid"]:
             return False, f"signature by {sig.get('keyid')} does not match the payload"

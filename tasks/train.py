@@ -35,7 +35,8 @@ from models.validate import GateDecision, Measurements
 from policies import model as model_policy
 from suite import audit
 from suite import settings as settings_mod
-from suite.errors import AuditError, ConfigError, GateBlocked, SuiteError
+from suite.errors import AuditError, ConfigError, GateBlocked, ProviderError, SuiteError
+from tasks import evidence_model
 
 KindName = Literal["torch-mlp", "sklearn-logreg"]
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -161,18 +162,39 @@ def validate_task(
             raise
 
 
+def attest_model(settings: settings_mod.Settings, registered: RegisteredVersion,
+                 trained: Trained, onnx: OnnxInfo, sha: str) -> dict[str, object]:
+    """Sign the registered version's ONNX digest with the trainer's key (``suite-attest``):
+    what a release checks before it mounts the file (:mod:`tasks.evidence_model`)."""
+    return evidence_model.attest(settings, evidence_model.ModelFacts(
+        name=registered.name, version=registered.version, run_id=registered.run_id,
+        digest=onnx.sha256, git_sha=sha, data_digest=trained.split.digest,
+        kind=trained.model.kind))
+
+
 @task(name="register-model", cache_policy=NO_CACHE)
 def register_task(
     trained: Trained, onnx: OnnxInfo, validated: Validated, model_name: str,
     sha: str | None = None,
 ) -> RegisteredVersion:
-    registered = register_model(settings_mod.load().mlflow_uri, model_name, trained, onnx,
-                                validated, sha or git_sha())
+    settings = settings_mod.load()
+    sha = sha or git_sha()
+    registered = register_model(settings.mlflow_uri, model_name, trained, onnx, validated, sha)
+    unattested: SuiteError | None = None
+    try:
+        attest_model(settings, registered, trained, onnx, sha)
+    except SuiteError as exc:  # the version exists either way (and is the challenger)
+        unattested = exc
     shutil.rmtree(onnx.path.parent, ignore_errors=True)  # the registry holds it now
     try:
         _audit("model.register", f"models:/{model_name}/{registered.version}",
-               {"onnx": onnx.sha256, "data": trained.split.digest, "alias": registered.alias})
+               {"onnx": onnx.sha256, "data": trained.split.digest, "alias": registered.alias,
+                "attested": unattested is None})
     except SuiteError as exc:  # the version exists either way: say so rather than hide it
         raise AuditError(f"registered {registered.model_uri} but its audit event failed: {exc}"
                          ) from exc
+    if unattested is not None:
+        raise ProviderError(f"registered {registered.model_uri} but could not attest it: "
+                            f"{unattested}; no release mounts it: train a new version"
+                            ) from unattested
     return registered
