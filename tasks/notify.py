@@ -134,7 +134,7 @@ def _audit_fn(settings: Settings) -> Audit:
 
     def record(action: str, subject: str, inputs: dict[str, Any], outcome: str) -> object:
         try:
-            return audit_mod.append(settings, actor="release-flow", action=action,
+            return audit_mod.append(settings, action=action,
                                     subject=subject, inputs=inputs, outcome=outcome)
         except SuiteError as exc:
             log.warning("audit event %s not recorded: %s", action, exc)

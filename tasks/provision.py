@@ -218,7 +218,7 @@ def audit_event(settings: Settings, *, action: str, stack: str, inputs: dict[str
                 outcome: str) -> None:
     from suite import audit  # imported late: the audit trail needs Vault only when used
 
-    audit.append(settings, actor="provision", action=action, subject=f"pulumi-stack/{stack}",
+    audit.append(settings, action=action, subject=f"pulumi-stack/{stack}",
                  inputs=inputs, outcome=outcome)
 
 

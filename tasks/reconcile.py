@@ -40,7 +40,6 @@ from tasks.targets.state import Intent, TargetState
 
 #: Prefect state types of a run that will never do anything again
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
-ACTOR = "reconciler"
 
 
 class Target(Protocol):
@@ -169,7 +168,7 @@ def champion_follows(settings: Settings) -> ChampionFix:
         name, version, before = intent.model, intent.model_version, intent.champion_before
         now = current_champion(settings, name)
         if new and now != version:
-            champion.promote(settings, name, version, actor=ACTOR,
+            champion.promote(settings, name, version, actor=audit.default_actor(settings),
                              reason=f"release {intent.release} serves it (reconciled)")
             return f"champion of {name} v{now} -> v{version}: the new version serves"
         if new or now != version or version == before:
@@ -178,7 +177,7 @@ def champion_follows(settings: Settings) -> ChampionFix:
         if not changes or changes[-1].to_version != version:
             return (f"champion of {name} is v{version} but its last move is not this "
                     f"release's: left as it is (`suite model history {name}`)")
-        champion.undo(settings, name, changes[-1], actor=ACTOR,
+        champion.undo(settings, name, changes[-1], actor=audit.default_actor(settings),
                       reason=f"release {intent.release} was rolled back (reconciled)")
         return f"champion of {name} v{version} -> v{before}: the release's move is undone"
 
@@ -277,7 +276,7 @@ def reconcile(settings: Settings, service: str, why: str, dead_run: str = "", *,
         stable = after.stable.workload.version if after.stable else "(none)"
         done = Reconciled(service, intent.release, intent.flow_run_id, why, outcome, stable,
                           moved)
-        audit.append(settings, actor=ACTOR, action="release.reconciled",
+        audit.append(settings, actor=audit.default_actor(settings), action="release.reconciled",
                      subject=f"{intent.release} run {intent.flow_run_id}",
                      inputs={"service": service, "why": why, "strategy": intent.strategy,
                              "phase": intent.phase, "stable": stable,

@@ -45,7 +45,9 @@ def stage(rec: ReleaseRecord, name: str, detail: Callable[[], str] | None = None
 
 @task(name="audit", cache_policy=NO_CACHE)
 def audit_task(settings: Settings, action: str, subject: str, inputs: dict[str, Any],
-               outcome: str = "ok", actor: str = "release-flow") -> int:
+               outcome: str = "ok", actor: str | None = None) -> int:
+    """One audit record; its actor is this process's authenticated identity (the worker's
+    AppRole, ``approle:suite-worker``) unless a verified identity is given (an approver)."""
     return audit.append(settings, actor=actor, action=action, subject=subject, inputs=inputs,
                         outcome=outcome).seq
 
@@ -70,14 +72,15 @@ def current_champion(settings: Settings, name: str) -> str | None:
 
 @task(name="promote-model", cache_policy=NO_CACHE)
 def promote_model_task(settings: Settings, name: str, version: str, reason: str,
-                       actor: str = "release-flow") -> str | None:
+                       actor: str | None = None) -> str | None:
     """``champion`` := ``version`` (no-op when it already is); returns the previous champion."""
     from models.registry import champion
 
     before = current_champion(settings, name)
     if before == version:
         return before
-    champion.promote(settings, name, version, actor=actor, reason=reason)
+    champion.promote(settings, name, version, actor=actor or audit.default_actor(settings),
+                     reason=reason)
     return before
 
 
@@ -159,13 +162,15 @@ def approval_checker(settings: Settings) -> Callable[[str | None], Checked]:
 
 
 @task(name="check-override", cache_policy=NO_CACHE)
-def check_override_task(settings: Settings, what: str, identity_token: str) -> str:
-    """A run parameter that overrides the manifest (``what``) needs an approver's identity
-    token (issue 13 item 4); the approver it names, or a ConfigError with the reason."""
+def check_override_task(settings: Settings, what: str, identity_token: str,
+                        how: str = "`suite release NAME --strategy KIND` as an approver "
+                                   "passes the token") -> str:
+    """A run parameter that overrides the manifest (``what``), or a manual rollback, needs an
+    approver's identity token (issue 13 items 2 and 4); the approver it names, or a ConfigError
+    with the reason."""
     checked = approval_checker(settings)(identity_token)
     if checked.approver is None:
-        raise ConfigError(f"{what} needs an approver: {checked.reason} (`suite release NAME "
-                          f"--strategy KIND` as an approver passes the token)")
+        raise ConfigError(f"{what} needs an approver: {checked.reason} ({how})")
     return checked.approver
 
 
@@ -243,13 +248,13 @@ def champion_side(settings: Settings, name: str, version: str, before: str | Non
     from models.registry import champion
 
     def forward() -> None:
-        champion.promote(settings, name, version, actor="release-flow",
+        champion.promote(settings, name, version, actor=audit.default_actor(settings),
                          reason=f"release {release} serves it (completed after an error)")
 
     def back() -> None:
         changes = champion.history(settings.mlflow_uri, name)
         if changes and changes[-1].to_version == version:
-            champion.undo(settings, name, changes[-1], actor="release-flow",
+            champion.undo(settings, name, changes[-1], actor=audit.default_actor(settings),
                           reason=f"release {release} did not complete")
 
     return ChampionSide(version, before, lambda: current_champion(settings, name), forward,

@@ -262,7 +262,8 @@ def test_drift_is_reported_as_an_artifact_and_an_audit_event(
         reason = prov.report_drift_task.fn(settings, report)
     assert reason == report.reason
     assert artifacts[0]["key"] == "drift-dev-k8s"
-    assert events == [{"actor": "provision", "action": "pulumi.drift-check",
+    # no actor passed: the record names this process's authenticated identity (audit's default)
+    assert events == [{"action": "pulumi.drift-check",
                        "subject": "pulumi-stack/dev-k8s",
                        "inputs": {"refresh": {"update": 2, "same": 3}, "preview": {"same": 5}},
                        "outcome": "drift"}]

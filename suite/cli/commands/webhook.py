@@ -40,8 +40,7 @@ def _audit_fn(settings: Settings) -> Callable[[str, str, str, dict[str, Any]], N
     from suite import audit
 
     def record(action: str, subject: str, outcome: str, inputs: dict[str, Any]) -> None:
-        audit.append(settings, actor="webhook", action=action, subject=subject, inputs=inputs,
-                     outcome=outcome)
+        audit.append(settings, action=action, subject=subject, inputs=inputs, outcome=outcome)
 
     return record
 
