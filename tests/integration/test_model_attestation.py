@@ -16,7 +16,7 @@ from models.registry.store import client
 from policies import model as model_policy
 from suite import audit
 from suite.errors import DeployError
-from suite.settings import Settings
+from suite.settings import Settings, child_env
 from tasks import evidence_model, provenance
 from tasks.artifacts import sha256_file
 from tasks.deploy import fetch_model
@@ -25,6 +25,7 @@ from tasks.train import (
     attest_model,
     export_model,
     register_model,
+    register_task,
     train_model,
     validate_model,
 )
@@ -68,17 +69,28 @@ def _stored_file(platform: Settings, version: str) -> Path:
     return found[0]
 
 
-def test_an_attested_version_is_fetched_for_mounting(platform: Settings, trial: Trial) -> None:
-    version = _register(platform, trial, attest=True)
+def test_the_train_stage_attests_and_the_version_is_fetched_for_mounting(
+        platform: Settings, trial: Trial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in child_env(platform).items():  # the stage reads settings as a worker does
+        monkeypatch.setenv(key, value)
+    onnx = export_model(trial.trained, tmp_path / "build", NAME)
+    validated = validate_model(trial.trained, onnx, model_policy.load(), None)
+    seen = len(audit.trail(platform).records())
+    version = register_task.fn(trial.trained, onnx, validated, NAME, "f" * 40).version
+    registered = [r for r in audit.trail(platform).records()[seen:]
+                  if r.action == "model.register"]
+    assert [r.subject for r in registered] == [f"models:/{NAME}/{version}"]
     tags = client(platform.mlflow_uri).get_model_version(NAME, version).tags
     envelope = json.loads(tags[evidence_model.TAG])
     assert envelope["signatures"][0]["keyid"] == "vault-transit:suite-attest:v1"
     stmt = provenance.payload_of(envelope)
     assert stmt["subject"][0]["name"] == f"models:/{NAME}/{version}"
-    assert "sha256:" + stmt["subject"][0]["digest"]["sha256"] == trial.onnx.sha256
+    assert "sha256:" + stmt["subject"][0]["digest"]["sha256"] == onnx.sha256
     assert stmt["predicate"]["training"]["gitCommit"] == "f" * 40
     model = fetch_model(platform, NAME, version, service="model-server", release="r-ok")
-    assert sha256_file(Path(model.directory) / "model.onnx") == trial.onnx.sha256
+    assert sha256_file(Path(model.directory) / "model.onnx") == onnx.sha256
+    # the cached copy is checked again on the next fetch, and still passes
+    assert fetch_model(platform, NAME, version).directory == model.directory
 
 
 def test_a_swapped_onnx_file_is_refused_before_it_is_mounted(
