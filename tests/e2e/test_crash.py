@@ -31,6 +31,7 @@ from suite.deployments import ensure_automations
 from suite.haproxy import RuntimeApi, backend_name
 from suite.load import LoadGenerator, LoadReport
 from suite.platform import manager
+from suite.platform.services.prefect import WORK_POOL
 from suite.services import onboard
 from suite.settings import Settings, child_env
 from tasks import plan as plan_mod
@@ -142,7 +143,13 @@ def canary_at_50(settings: Settings, run_id: str) -> Active:
             return active
         return None
 
-    active: Active = wait_for("the canary at 50 %", ready, 600, 1.0)
+    try:
+        active: Active = wait_for("the canary at 50 %", ready, 600, 1.0)
+    except AssertionError as exc:  # say where it stopped: the run's state and the release's
+        workers = prefect_api(settings.prefect_api_url, "POST",
+                              f"/work_pools/{WORK_POOL}/workers/filter", json={}).text[:600]
+        raise AssertionError(f"{exc}: run {run_state(settings, run_id)}, release "
+                             f"{releases.active(SERVICE)}, workers {workers}") from None
     assert LocalTarget(settings).state(SERVICE).canary_weight == 50
     return active
 
@@ -176,7 +183,10 @@ def assert_audited(settings: Settings, seen: int, release_id: str, run_id: str) 
     actions = [r.action for r in mine]
     assert "release.start" in actions and "release.reconciled" in actions, actions
     rec = next(r for r in mine if r.action == "release.reconciled")
-    assert run_id in rec.subject and rec.outcome == "rolled_back" and rec.actor == "reconciler"
+    assert run_id in rec.subject and rec.outcome == "rolled_back", rec
+    # the identity it ran as: the worker's AppRole for the rollback deployment, the operator's
+    # token for `suite up` — never a fixed name, never the unauthenticated local account
+    assert rec.actor.split(":")[0] in ("approle", "token", "userpass"), rec.actor
     assert not any(r.action.startswith("model.") for r in records)  # no champion moved
 
 
