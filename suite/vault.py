@@ -39,6 +39,9 @@ from suite.vault_policy import (
     KV_MOUNT,
     KV_PREFIX,
     LEGACY_SIGN_KEY,
+    RELEASE_TOKEN_MAX_TTL,
+    RELEASE_TOKEN_ROLE,
+    RELEASE_TOKEN_TTL,
     ROLES,
     SECRET_ID_NUM_USES,
     SECRET_ID_TTL,
@@ -183,6 +186,7 @@ def bootstrap(settings: Settings) -> None:
     vdir = vault_dir(settings)
     for role, stem in ROLES:
         _approle(client, vdir, role, stem)
+    _release_token_role(client)
     from suite import people  # userpass, the approval identity tokens, TOTP (issue 13 item 2)
 
     people.bootstrap(client)
@@ -231,6 +235,21 @@ def _approle(client: hvac.Client, vdir: Path, role: str, stem: str) -> None:
     for _, accessor in sorted(created, reverse=True)[2:]:
         client.auth.approle.destroy_secret_id_accessor(role_name=role,
                                                        secret_id_accessor=accessor)
+
+
+def _release_token_role(client: hvac.Client) -> None:
+    """The token role a release mints its service's read token under: only ``suite-service-*``
+    policies (never root, default or the worker's own), not renewable, minutes long."""
+    resp = client.adapter.post(f"/v1/auth/token/roles/{RELEASE_TOKEN_ROLE}", json={
+        "allowed_policies_glob": [f"{SERVICE_POLICY_PREFIX}*"],
+        "disallowed_policies": ["root", "default"],
+        "token_no_default_policy": True, "renewable": False, "orphan": False,
+        "token_type": "service", "token_ttl": RELEASE_TOKEN_TTL,
+        "token_explicit_max_ttl": RELEASE_TOKEN_MAX_TTL,
+    })
+    if getattr(resp, "status_code", 204) not in (200, 204):
+        raise VaultError(f"writing the token role {RELEASE_TOKEN_ROLE!r} failed: "
+                         f"HTTP {resp.status_code}")
 
 
 def _sortable(stamp: str) -> str:
@@ -401,6 +420,46 @@ def service_policy(service: str) -> str:
     return (f'# {SERVICE_POLICY_PREFIX}{service}: the secrets of service {service}\n'
             f'path "{KV_MOUNT}/data/{KV_PREFIX}/services/{service}/*" '
             f'{{ capabilities = ["read"] }}\n')
+
+
+def service_path(service: str, path: str) -> str:
+    """``path`` (under ``secret/suite/``) if it lies in ``service``'s own secrets, else a
+    ConfigError: a release reads only its service's secrets."""
+    clean = path.strip("/")
+    parts = clean.split("/")
+    if len(parts) < 3 or parts[:2] != ["services", service] or ".." in parts:
+        raise ConfigError(f"secret {path!r} is not one of service {service!r}'s secrets "
+                          f"(expected a path under services/{service}/: a release reads only "
+                          f"its own service's secrets)")
+    return clean
+
+
+def service_client(vault: hvac.Client, service: str, uses: int = 1) -> hvac.Client:
+    """A child of ``vault``'s token minted under :data:`RELEASE_TOKEN_ROLE` with the one policy
+    ``suite-service-<service>``: it reads that service's secrets (``uses`` requests, for
+    minutes) and nothing else; revoked with its parent."""
+    name = f"{SERVICE_POLICY_PREFIX}{service}"
+    try:
+        made = vault.auth.token.create(
+            role_name=RELEASE_TOKEN_ROLE, policies=[name], no_default_policy=True,
+            renewable=False, ttl=RELEASE_TOKEN_TTL, num_uses=uses,
+            display_name=f"release-{service}")
+    except hvac.exceptions.VaultError as exc:
+        raise VaultError(f"minting a read token for service {service!r} (policy {name!r}, role "
+                         f"{RELEASE_TOKEN_ROLE!r}) failed: {type(exc).__name__}; a service "
+                         f"onboarded before per-service policies needs `suite services add` "
+                         f"again, the role needs `suite up`") from exc
+    return _client_at(vault, str(made["auth"]["client_token"]))
+
+
+def _client_at(vault: hvac.Client, token: str) -> hvac.Client:
+    return hvac.Client(url=vault.url, token=token, timeout=30)
+
+
+def get_service_secret(vault: hvac.Client, service: str, path: str, key: str) -> str:
+    """One key of ``service``'s secret ``path``, read with a token minted for that service."""
+    clean = service_path(service, path)
+    return get_secret(service_client(vault, service), clean, key)
 
 
 def put_service_policy(vault: hvac.Client, service: str) -> str:

@@ -13,7 +13,11 @@ scan waivers              ``suite-waiver``     a person with the approver role (
 ``suite-sign``, the one key that signed everything before, stays for verification only: records
 and envelopes it signed still verify, and no policy lets anyone sign with it again. Verifying is
 a public-key operation, so every identity may verify with every signing key. ``suite-worker``
-(flow runs, the webhook) reads ``secret/suite/*`` and uses ``suite-data``; it signs nothing.
+(flow runs, the webhook) reads ``secret/suite/*`` except ``secret/suite/services/*`` and uses
+``suite-data``; it signs nothing. A release reads its service's secrets with a child token minted
+under the token role ``suite-release`` with the one policy ``suite-service-<service>`` (written
+when the service is onboarded), which reads nothing else; the worker also claims each approval
+token once (create-only KV ``secret/suite/approvals/used/<sha256>``).
 ``suite-admin`` (the operator's CLI token) also runs the bootstrap on every ``suite up`` once the
 root token is revoked, so it may manage the ``suite-*`` policies, keys and AppRoles.
 """
@@ -30,6 +34,11 @@ LEGACY_SIGN_KEY = "suite-sign"
 WORKER_ROLE = "suite-worker"
 ADMIN_POLICY_NAME = "suite-admin"
 SERVICE_POLICY_PREFIX = "suite-service-"
+#: the token role a release mints its service's read token under (suite.vault.service_client):
+#: only ``suite-service-*`` policies, no default policy, not renewable, minutes long
+RELEASE_TOKEN_ROLE = "suite-release"  # noqa: S105 - a role name, not a secret
+RELEASE_TOKEN_TTL = "2m"  # noqa: S105 - a duration, not a secret
+RELEASE_TOKEN_MAX_TTL = "5m"  # noqa: S105
 #: the transit key scan waivers are signed with (policies/waivers.py): a person's key, not an
 #: AppRole's, so it is not among :data:`SIGNERS`
 WAIVER_KEY = "suite-waiver"
@@ -100,9 +109,21 @@ def signer_policy(signer: Signer) -> str:
             + anchor + _verify_all())
 
 
+#: services' secrets (``secret/suite/services/<service>/...``): read only with a token minted
+#: for that one service under :data:`RELEASE_TOKEN_ROLE`
+SERVICES_KV = f"{KV_MOUNT}/data/{KV_PREFIX}/services/*"
+#: an approval token, once used, is claimed here (``<sha256 hex>``, check-and-set 0)
+APPROVALS_USED_KV = f"{KV_MOUNT}/data/{KV_PREFIX}/approvals/used/*"
+
 WORKER_POLICY = f"""
 # suite-worker: what a Prefect worker (and the flows it runs) may do, nothing more: no signing
 path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{ capabilities = ["read"] }}
+# a more specific path wins: no service's secrets with this token; a release reads its own
+# service's with a child token (policy {SERVICE_POLICY_PREFIX}<service>) minted under this role
+path "{SERVICES_KV}" {{ capabilities = ["deny"] }}
+path "auth/token/create/{RELEASE_TOKEN_ROLE}" {{ capabilities = ["update"] }}
+# claim an approval token once: create only, so a second claim of the same token is refused
+path "{APPROVALS_USED_KV}" {{ capabilities = ["create"] }}
 path "transit/encrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
 path "transit/decrypt/{DATA_KEY}" {{ capabilities = ["update"] }}
 """ + _verify_all()
@@ -122,6 +143,8 @@ path "sys/mounts" {{ capabilities = ["read"] }}
 path "sys/auth" {{ capabilities = ["read", "sudo"] }}
 path "auth/approle/role/suite-*" {{ capabilities = ["create", "read", "update", "list"] }}
 path "auth/token/create" {{ capabilities = ["update"] }}
+path "auth/token/create/{RELEASE_TOKEN_ROLE}" {{ capabilities = ["update"] }}
+path "auth/token/roles/{RELEASE_TOKEN_ROLE}" {{ capabilities = ["create", "read", "update"] }}
 path "sys/policies/acl/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
 path "sys/policy/suite-*" {{ capabilities = ["create", "read", "update", "delete"] }}
 # recovery: `bao operator generate-root` with this token and the unseal key (docs/security.md)

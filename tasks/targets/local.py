@@ -36,8 +36,8 @@ from tasks.targets.controller import Controller, slot
 from tasks.targets.state import FileStore, TargetState
 
 READY_TIMEOUT = 90.0
-#: reads one secret: (KV path under secret/suite/, key) -> value
-SecretReader = Callable[[str, str], str]
+#: reads one secret of one service: (service, KV path under secret/suite/, key) -> value
+SecretReader = Callable[[str, str, str], str]
 
 
 def _free_port() -> int:
@@ -74,7 +74,7 @@ class EngineRunner:
                 raise DeployError(f"{workload.service} needs secret {name} ({ref}) but no Vault "
                                   f"reader was given to the local target")
             path, _, key = ref.partition("#")
-            env[name] = self.secrets(path, key)
+            env[name] = self.secrets(workload.service, path, key)
         return env
 
     def start(self, workload: Workload, role: str, index: int) -> Instance:
@@ -227,10 +227,13 @@ class FileDiscovery:
 
 
 def vault_reader(settings: Settings) -> SecretReader:
-    def read(path: str, key: str) -> str:
+    """Each secret is read with a token minted for the workload's service alone (policy
+    ``suite-service-<service>``, one use): never with the worker's own token, which Vault
+    denies every service's secrets; a ref outside ``services/<service>/`` is refused first."""
+    def read(service: str, path: str, key: str) -> str:
         from suite import vault
 
-        return vault.get_secret(vault.client(settings), path, key)
+        return vault.get_service_secret(vault.client(settings), service, path, key)
 
     return read
 

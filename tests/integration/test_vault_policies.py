@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import hvac
 import hvac.exceptions
 import pytest
 
 from suite import audit, vault
+from suite.errors import ConfigError, VaultError
 from suite.settings import Settings
 from suite.vault_policy import (
     LEGACY_SIGN_KEY,
+    RELEASE_TOKEN_ROLE,
     SECRET_ID_NUM_USES,
     SIGN_KEYS,
     SIGNERS,
     Purpose,
 )
+from tasks.targets.base import Workload
+from tasks.targets.local import EngineRunner, vault_reader
 
 pytestmark = pytest.mark.integration
 PAYLOAD = "aGVsbG8="  # base64 "hello"
@@ -124,3 +129,83 @@ def test_logins_at_once_with_one_use_limited_secret_id_all_succeed(platform: Set
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
     assert all(code == 0 for code, _ in results), [err[-600:] for _, err in results]
+
+
+# -- a release reads only its own service's secrets (issue 13 item 5) ---------------------------
+
+def _worker_settings(platform: Settings) -> Settings:
+    """What a flow run has: the worker's AppRole files, no token."""
+    vdir = vault.vault_dir(platform)
+    return replace(platform, vault_role_id_file=vdir / "worker-role-id",
+                   vault_secret_id_file=vdir / "worker-secret-id")
+
+
+@pytest.fixture(scope="module")
+def two_services(platform: Settings) -> tuple[str, str]:
+    """Services pa and pb as onboarding leaves them in Vault (each its read policy), each with a
+    secret of its own."""
+    admin = vault.client(platform)
+    for name in ("pa", "pb"):
+        vault.put_service_policy(admin, name)
+        vault.put_secret(admin, f"services/{name}/db", "password", f"{name}-secret")
+    return "pa", "pb"
+
+
+def test_the_workers_own_token_reads_no_service_secrets(platform: Settings,
+                                                        two_services: tuple[str, str]):
+    worker = vault.worker_client(platform)
+    for name in two_services:
+        with pytest.raises(VaultError, match="permission denied"):
+            vault.get_secret(worker, f"services/{name}/db", "password")
+    # the rest of secret/suite/ stays readable (the webhook's secrets, Prefect's auth string)
+    vault.put_secret(vault.client(platform), "app/db", "password", "x")
+    assert vault.get_secret(worker, "app/db", "password") == "x"
+    # it mints nothing but suite-service-* tokens, under the release role only
+    for policies in (["suite-worker"], ["default"], ["root"]):
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            worker.auth.token.create(role_name=RELEASE_TOKEN_ROLE, policies=policies)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        worker.auth.token.create(policies=["suite-service-pb"])
+
+
+def test_a_token_minted_for_one_service_reads_its_secrets_and_no_other(
+        platform: Settings, two_services: tuple[str, str]):
+    a, b = two_services
+    # what the role makes of a request for a long, renewable token with the default policy
+    asked = vault.worker_client(platform).auth.token.create(
+        role_name=RELEASE_TOKEN_ROLE, policies=[f"suite-service-{a}"], ttl="24h")["auth"]
+    assert asked["policies"] == [f"suite-service-{a}"] and not asked["renewable"]
+    assert 0 < asked["lease_duration"] <= 300
+    minted = vault.service_client(vault.worker_client(platform), a, uses=3)
+    assert vault.get_secret(minted, f"services/{a}/db", "password") == f"{a}-secret"
+    with pytest.raises(VaultError, match="permission denied"):
+        vault.get_secret(minted, f"services/{b}/db", "password")
+
+
+def test_a_read_token_is_spent_by_its_one_read(platform: Settings,
+                                               two_services: tuple[str, str]):
+    a, _ = two_services
+    minted = vault.service_client(vault.worker_client(platform), a)
+    assert vault.get_secret(minted, f"services/{a}/db", "password") == f"{a}-secret"
+    with pytest.raises(VaultError):
+        vault.get_secret(minted, f"services/{a}/db", "password")
+
+
+def test_the_local_targets_environment_holds_only_its_services_secrets(
+        platform: Settings, two_services: tuple[str, str]):
+    a, b = two_services
+    runner = EngineRunner(_worker_settings(platform), vault_reader(_worker_settings(platform)))
+    own = Workload(service=a, release="r1", version="v", image="i",
+                   secrets=(("DB_PASSWORD", f"services/{a}/db#password"),))
+    assert runner._environment(own, "canary")["DB_PASSWORD"] == f"{a}-secret"
+    # a workload whose ref names another service's path is refused before Vault is asked
+    stolen = replace(own, secrets=(("DB_PASSWORD", f"services/{b}/db#password"),))
+    with pytest.raises(ConfigError, match=f"not one of service '{a}'"):
+        runner._environment(stolen, "canary")
+    sideways = replace(own, secrets=(("X", f"services/{a}/../{b}/db#password"),))
+    with pytest.raises(ConfigError):
+        runner._environment(sideways, "canary")
+    # and the service's own read token is refused the other path by Vault itself
+    with pytest.raises(VaultError, match="permission denied"):
+        vault.get_secret(vault.service_client(vault.worker_client(platform), a),
+                         f"services/{b}/db", "password")
