@@ -72,7 +72,12 @@ class Rollout:
         return Releases(self.settings)
 
     def check(self, token: str | None) -> Checked:
+        """Checks the token and spends its one use."""
         return (self.verify or approval_checker(self.settings))(token)
+
+    def peek(self, token: str | None) -> Checked:
+        """Checks the token without spending it (the command that acts on it spends it)."""
+        return (self.verify or approval_checker(self.settings, claim=False))(token)
 
 
 def stable_missing(settings: Settings, target: str, service: str) -> bool:
@@ -176,7 +181,7 @@ def _analysis(ro: Rollout, number: int, weight: int, ref: AnalysisRef) -> None:
             stop = ro.releases.pending(ro.service, ro.rec.release, consume=False)
             if stop is not None and stop.command == Command.ABORT:
                 if stop.identity_token and stop.at not in checked:
-                    checked[stop.at] = ro.check(stop.identity_token).ok
+                    checked[stop.at] = ro.peek(stop.identity_token).ok
                 if checked.get(stop.at, True):
                     return [f"abort requested by {stop.actor}"]
             return deployed.problems(ro.service, JUDGED)  # a dead canary/preview: ERROR
