@@ -4,4 +4,5 @@ import sys
 
 from models.serve.server import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a spawned worker imports this module too, and must not run it
+    sys.exit(main())

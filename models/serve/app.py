@@ -66,7 +66,7 @@ class ServerState:
         )
         self.batcher.start()
         self.phase = "ready"
-        self.metrics.ready.set(1)
+        self.metrics.set_ready(True)
 
 
 class Handlers:
@@ -74,15 +74,12 @@ class Handlers:
         self.state = state
         self.metrics = state.metrics
         self.loop = loop
-        #: /predict requests in progress (read by the gauge when /metrics is scraped)
-        self.inflight = 0
-        state.metrics.inflight.set_function(lambda: self.inflight)
 
     # ---- /predict ------------------------------------------------------------------------------
 
     def predict(self, request: Request) -> Response | asyncio.Future[Response]:
         state = self.state
-        self.inflight += 1
+        self.metrics.begin_request()
         if state.batcher is None or state.model is None:
             return self._done(request, self._not_ready())
         if state.config.faults_enabled:
@@ -143,8 +140,7 @@ class Handlers:
         return error_response(503, "not_ready", f"model is {self.state.phase}")
 
     def _done(self, request: Request, response: Response) -> Response:
-        self.inflight -= 1
-        self.metrics.observe_request(response.status, time.perf_counter() - request.received)
+        self.metrics.end_request(response.status, time.perf_counter() - request.received)
         return response
 
     # ---- the rest ------------------------------------------------------------------------------
@@ -155,7 +151,9 @@ class Handlers:
     def readyz(self, request: Request) -> Response:
         state = self.state
         body = {"status": state.phase, "model": state.name, "version": state.version}
-        return json_response(body, status=200 if state.phase == "ready" else 503)
+        if state.phase == "ready" and not self.metrics.ready:
+            body["status"] = "waiting_for_workers"  # each worker loads its own copy
+        return json_response(body, status=200 if body["status"] == "ready" else 503)
 
     def render_metrics(self, request: Request) -> Response:
         return Response(200, self.metrics.render(), content_type=CONTENT_TYPE)

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from models.serve.errors import ConfigInvalid
 
@@ -53,6 +54,9 @@ class ServeConfig:
     log_level: str = "info"
     #: auto (uvloop when installed, else asyncio's), uvloop, or asyncio
     event_loop: str = "auto"
+    #: server processes on the port (SO_REUSEPORT), each with its own model copy; 0 = one per
+    #: usable CPU, at most 2 (see :func:`worker_count`)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _range("port", self.port, 0, 65535)
@@ -68,6 +72,7 @@ class ServeConfig:
         _range("shutdown_delay_s", self.shutdown_delay_s, 0, 600)
         _range("fault_latency_ms", self.fault_latency_ms, 0, 600_000)
         _range("fault_error_ratio", self.fault_error_ratio, 0, 1)
+        _range("workers", self.workers, 0, 64)
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigInvalid(f"--log-level / SERVE_LOG_LEVEL is {self.log_level!r} "
                                 "(expected debug, info, warning or error)")
@@ -81,6 +86,31 @@ class ServeConfig:
     @property
     def faults_enabled(self) -> bool:
         return self.fault_latency_ms > 0 or self.fault_error_ratio > 0
+
+
+#: the most workers ``--workers 0`` picks: past two, on the small machines measured, the
+#: workers take the CPU the clients and the platform need (bench/RESULTS.md)
+AUTO_WORKERS_MAX = 2
+
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, lowered by a cgroup v2 quota (a container's
+    ``--cpus``) when one is set."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def worker_count(config: ServeConfig, cpus: int | None = None) -> int:
+    if config.workers > 0:
+        return config.workers
+    return min(AUTO_WORKERS_MAX, usable_cpus() if cpus is None else cpus)
 
 
 def _flag(name: str) -> str:

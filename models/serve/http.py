@@ -499,10 +499,14 @@ class HttpServer:
             return []
         return [s.getsockname()[:2] for s in self._server.sockets]
 
-    async def start(self, host: str, port: int, backlog: int = 1024) -> None:
+    async def start(self, host: str, port: int, backlog: int = 1024,
+                    reuse_port: bool = False) -> None:
+        """Listen; ``reuse_port``: beside other processes on the same port (SO_REUSEPORT: the
+        kernel spreads new connections over the listeners)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), host, port,
-                                                backlog=backlog, reuse_address=True)
+                                                backlog=backlog, reuse_address=True,
+                                                reuse_port=reuse_port or None)
         self._sweeper = loop.create_task(self._sweep(), name="http-sweeper")
 
     def forget(self, conn: _Connection) -> None:

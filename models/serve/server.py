@@ -3,6 +3,8 @@
 Start-up: the listener opens at once (``/healthz`` answers, ``/readyz`` is 503 "loading"), the
 model loads in a thread, then ``/readyz`` turns 200. A failed load exits with status 1.
 
+With ``--workers N`` (N > 1) a parent process runs N of these on one port (models/serve/workers.py).
+
 SIGTERM / SIGINT: ``/readyz`` turns 503 "draining", after ``shutdown_delay_s`` the listener
 closes, requests in flight finish (up to ``drain_timeout_s``), the batcher runs what is queued,
 and the process exits 0.
@@ -19,16 +21,20 @@ from typing import Any
 
 from models.serve import config as config_mod
 from models.serve.app import ServerState, build_server
-from models.serve.config import ServeConfig
+from models.serve.config import ServeConfig, worker_count
 from models.serve.errors import ConfigInvalid, ServeError
+from models.serve.metrics import ServerMetrics
+from models.serve.tally import Tally
 
 log = logging.getLogger("models.serve")
 
 
-async def serve(config: ServeConfig) -> int:
-    state = ServerState(config)
+async def serve(config: ServeConfig, tally: Tally | None = None, reuse_port: bool = False
+                ) -> int:
+    """One server process; ``tally``: the counters it shares with other workers."""
+    state = ServerState(config, metrics=ServerMetrics(tally))
     http = build_server(state)
-    await http.start(config.host, config.port, backlog=1024)
+    await http.start(config.host, config.port, backlog=1024, reuse_port=reuse_port)
     addresses = ", ".join(f"http://{host}:{port}" for host, port in http.addresses)
     log.info("listening on %s (loading %s; event loop %s)", addresses, config.model_uri,
              type(asyncio.get_running_loop()).__module__.split(".")[0])
@@ -61,7 +67,7 @@ async def serve(config: ServeConfig) -> int:
     await stopping
 
     state.phase = "draining" if code == 0 else state.phase
-    state.metrics.ready.set(0)
+    state.metrics.set_ready(False)
     log.info("shutting down: draining in-flight requests (up to %g s)", config.drain_timeout_s)
     if config.shutdown_delay_s > 0 and code == 0:
         await asyncio.sleep(config.shutdown_delay_s)
@@ -99,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = worker_count(config)
     try:
+        if workers > 1:
+            from models.serve.workers import supervise
+
+            return supervise(config, workers)
         return runner(serve(config))
     except OSError as exc:  # e.g. the port is taken
         log.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
