@@ -2,7 +2,9 @@
 lookups that answer ``None`` instead of raising when something does not exist, and downloads.
 
 MLflow retries a dead server for minutes; :func:`client` checks ``/health`` first so a stopped
-platform is a clear :class:`ServiceUnavailable` at once.
+platform is a clear :class:`ServiceUnavailable` at once. The platform's MLflow needs a user:
+:func:`client` and :func:`use` log the process in as the platform user when the URI is the
+platform's (:func:`suite.platform.credentials.ensure_mlflow_login`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from suite.errors import ConfigError, ServiceUnavailable
+from suite.platform import credentials
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -40,6 +43,7 @@ def check_reachable(tracking_uri: str) -> None:
 
 def client(tracking_uri: str) -> MlflowClient:
     check_reachable(tracking_uri)
+    credentials.ensure_mlflow_login(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -78,6 +82,7 @@ def use(tracking_uri: str) -> None:
     """
     import mlflow
 
+    credentials.ensure_mlflow_login(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from suite import prefect_http
+from suite.platform import credentials
 from suite.platform.service import Service
 from suite.platform.services.prefect import PREFECT_HINT, WORK_POOL, prefect_env
 from suite.settings import Settings
@@ -51,6 +52,8 @@ class WorkerService(Service):
 
     def env(self) -> dict[str, str]:
         env = prefect_env(self.settings)
+        # the flow runs it starts (train, release) register versions and move aliases
+        env.update(credentials.mlflow_env(self.settings))
         vdir = vault_dir(self.settings)
         env.update(
             PREFECT_WORKER_QUERY_SECONDS=str(self.settings.worker_query_seconds),
