@@ -16,7 +16,7 @@ import pytest
 
 from suite import vault
 from suite.errors import PortInUse
-from suite.platform import manager, process
+from suite.platform import credentials, manager, process
 from suite.settings import Settings
 from tests.conftest import make_settings
 
@@ -40,8 +40,10 @@ def test_status_shows_every_service_healthy_with_url(platform: Settings, platfor
 
 
 def test_prefect_and_mlflow_uis_answer_html(platform: Settings):
-    for url in (platform.url("prefect"), platform.url("mlflow")):
-        resp = httpx.get(url, timeout=10, follow_redirects=True)
+    # MLflow's UI asks for a user (the browser's basic-auth prompt: test_platform_auth)
+    for url, auth in ((platform.url("prefect"), None),
+                      (platform.url("mlflow"), credentials.mlflow_login(platform))):
+        resp = httpx.get(url, timeout=10, follow_redirects=True, auth=auth)
         assert resp.status_code == 200
         assert "<html" in resp.text.lower()
 
