@@ -18,8 +18,9 @@ acts, as ``token:suite-admin``.
 An approval is never free text: the approver's client asks Vault for an identity token (a JWT
 signed by the key ``suite-approval`` under the OIDC role ``suite-approver``, valid
 :data:`APPROVAL_TTL`), which only the approver policy may read; the flow has Vault introspect it
-and takes the approver's name from its claims (:func:`verify_approval`). The JWT is not a Vault
-token: whoever copies it can answer one pause within its TTL, nothing else.
+and takes the approver's name from its claims (:func:`verify_approval`), then claims it
+(:func:`claim_approval`): each token answers one pause, promote, abort or override, once. The JWT
+is not a Vault token: whoever copies it can spend its one use within its TTL, nothing else.
 
 Errors: :class:`~suite.errors.ConfigError` (not logged in, expired, bad role or name),
 :class:`~suite.errors.VaultError` (Vault refused: wrong password, missing permission),
@@ -29,8 +30,10 @@ Errors: :class:`~suite.errors.ConfigError` (not logged in, expired, bad role or 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +53,8 @@ from suite.vault_policy import (
     APPROVAL_KEY,
     APPROVAL_ROLE,
     APPROVER_POLICY_NAME,
+    KV_MOUNT,
+    KV_PREFIX,
     PEOPLE_ROLES,
     RELEASER_POLICY_NAME,
     USERPASS_MOUNT,
@@ -299,12 +304,18 @@ def _session_client(settings: Settings) -> tuple[hvac.Client, Session]:
     return _client(settings, session.token), session
 
 
-def approval_token(settings: Settings) -> str:
-    """A fresh identity token (JWT, :data:`APPROVAL_TTL`) naming the logged-in approver."""
+def approval_token(settings: Settings,
+                   clock: Callable[[], float] = time.time,
+                   sleep: Callable[[float], None] = time.sleep) -> str:
+    """A fresh identity token (JWT, :data:`APPROVAL_TTL`) naming the logged-in approver.
+
+    Vault's identity token has no nonce: two asked for in the same second are the same token,
+    and a token answers once (:func:`claim_approval`). So this returns only once the clock has
+    passed the token's issue second: the next one asked for is another token."""
     client, session = _session_client(settings)
     try:
-        return str(client.secrets.identity.generate_signed_id_token(name=APPROVAL_ROLE)
-                   ["data"]["token"])
+        token = str(client.secrets.identity.generate_signed_id_token(name=APPROVAL_ROLE)
+                    ["data"]["token"])
     except hvac.exceptions.Forbidden as exc:
         raise VaultError(f"userpass:{session.name} (role {session.role}) may not approve: "
                          f"answering a pause, promote, abort and a strategy override need "
@@ -312,6 +323,11 @@ def approval_token(settings: Settings) -> str:
     except (hvac.exceptions.VaultError, requests.RequestException) as exc:
         raise ServiceUnavailable(f"Vault did not issue an approval token "
                                  f"({type(exc).__name__}): `suite status`") from exc
+    issued = jwt_claims(token).get("iat")
+    if isinstance(issued, int | float):
+        while (left := issued + 1 - clock()) > 0:
+            sleep(min(left, 0.1))
+    return token
 
 
 # -- checking an approval (the flow side) ----------------------------------------------------
@@ -377,6 +393,35 @@ def verify_approval(vault: hvac.Client, token: str | None,
         return Checked(None, f"Vault refused the approval token: "
                              f"{str(result.get('error') or 'not active')[:200]}")
     return check_claims(claims, client_id, now or datetime.now(UTC))
+
+
+def used_path(token: str) -> str:
+    """Where the use of an approval token is recorded (under ``secret/suite/``): its sha256,
+    never the token."""
+    return f"approvals/used/{hashlib.sha256(token.strip().encode()).hexdigest()}"
+
+
+def claim_approval(vault: hvac.Client, token: str, checked: Checked,
+                   now: datetime | None = None) -> Checked:
+    """Spend a verified approval token's one use: a KV write with check-and-set 0, which only
+    the first use of a token can make (the worker may create there, never update). A second use
+    is refused as already used; never raises."""
+    if not checked.ok:
+        return checked
+    at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    try:
+        vault.secrets.kv.v2.create_or_update_secret(
+            path=f"{KV_PREFIX}/{used_path(token)}", mount_point=KV_MOUNT, cas=0,
+            secret={"approver": checked.approver, "at": at})
+    except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+        # cas=0 on an existing entry fails the check-and-set; with create-only, Vault's ACL
+        # already refuses the write (403) because the entry exists
+        return Checked(None, f"the approval token of {checked.approver} was already used (each "
+                             f"token answers once: run `suite approve-token` again)")
+    except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+        return Checked(None, f"Vault could not record the approval token's use "
+                             f"({type(exc).__name__}); it was not accepted")
+    return checked
 
 
 # -- the bootstrap and users ------------------------------------------------------------------

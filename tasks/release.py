@@ -146,8 +146,11 @@ def ask_approval(rec: ReleaseRecord, step: int, timeout_s: int,
     return None
 
 
-def approval_checker(settings: Settings) -> Callable[[str | None], Checked]:
-    """Vault (the worker's identity) checks an approval token: suite.people.verify_approval."""
+def approval_checker(settings: Settings, claim: bool = True) -> Callable[[str | None], Checked]:
+    """Vault (the worker's identity) checks an approval token (suite.people.verify_approval)
+    and, with ``claim``, spends its one use (suite.people.claim_approval): a token accepted
+    once is refused as already used after. ``claim=False`` only looks (a pending abort seen
+    before the command that acts on it is consumed)."""
     from suite import people, vault
     from suite.errors import SuiteError
 
@@ -156,7 +159,10 @@ def approval_checker(settings: Settings) -> Callable[[str | None], Checked]:
             client = vault.client(settings)
         except SuiteError as exc:
             return Checked(None, f"Vault cannot be asked about the approval token: {exc}")
-        return people.verify_approval(client, token)
+        checked = people.verify_approval(client, token)
+        if not claim or not checked.ok or token is None:
+            return checked
+        return people.claim_approval(client, token, checked)
 
     return check
 

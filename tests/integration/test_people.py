@@ -139,12 +139,37 @@ def test_an_approvers_token_names_the_approver_and_the_answer_records_it(
         platform: Settings, people_dir: Path) -> None:
     token = approval_jwt(platform, people_dir)
     check = approval_checker(worker(platform))
-    assert check(token).approver == "userpass:carol"
+    assert approval_checker(worker(platform), claim=False)(token).approver == "userpass:carol"
     # the MARGINAL pause: what the form says besides the token does not name anyone
     answer = ask_approval(ReleaseRecord("r1", "web", "canary", "local"), 1, 60, check,
                           pause=lambda key, t: Approval(decision="approve",
                                                         identity_token=token, reason="ok"))
     assert answer is not None and answer.approver == "userpass:carol"
+
+
+def test_an_approval_token_answers_once_and_a_second_use_is_refused(
+        platform: Settings, people_dir: Path) -> None:
+    token = approval_jwt(platform, people_dir)
+    check = approval_checker(worker(platform))
+    assert check(token).approver == "userpass:carol"
+    again = check(token)
+    assert again.approver is None and "already used" in again.reason, again.reason
+    # a second pause answered with it keeps waiting; a fresh token answers it
+    answers = iter([token, approval_jwt(platform, people_dir)])
+    refused: list[str] = []
+    answer = ask_approval(ReleaseRecord("r2", "web", "canary", "local"), 1, 60, check,
+                          refused=refused.append,
+                          pause=lambda key, t: Approval(decision="approve",
+                                                        identity_token=next(answers), reason=""))
+    assert answer is not None and answer.approver == "userpass:carol"
+    assert len(refused) == 1 and "already used" in refused[0]
+    # the use is recorded by the token's hash (never the token), and the worker may not undo it
+    admin = vault.client(platform)
+    used = vault.get_secret(admin, people.used_path(token), "approver")
+    assert used == "userpass:carol" and token not in people.used_path(token)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        vault.worker_client(platform).secrets.kv.v2.create_or_update_secret(
+            path=f"suite/{people.used_path(token)}", secret={"approver": "x"})
 
 
 def forged(token: str, **claims: object) -> str:

@@ -149,3 +149,83 @@ def test_the_cache_lives_in_the_users_config_unless_told(tmp_path: Path) -> None
     assert load(env).token_file == Path("/home/ada/.config/suite/token")
     assert load({**env, "XDG_CONFIG_HOME": "/cfg"}).token_file == Path("/cfg/suite/token")
     assert load({**env, "SUITE_TOKEN_FILE": "/t/tok"}).token_file == Path("/t/tok")
+
+
+class _KV:
+    """The part of hvac's KV v2 API that claim_approval uses; ``fail`` is raised on a write."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.writes: list[dict[str, object]] = []
+
+    def create_or_update_secret(self, **kwargs: object) -> dict[str, object]:
+        self.writes.append(kwargs)
+        if self.fail is not None:
+            raise self.fail
+        return {"data": {"version": 1}}
+
+
+def _vault(kv: _KV) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(secrets=SimpleNamespace(kv=SimpleNamespace(v2=kv)))
+
+
+OK = people.Checked("userpass:carol", "approver userpass:carol")
+
+
+def test_a_claim_writes_the_tokens_hash_with_check_and_set_zero() -> None:
+    import hashlib
+
+    kv = _KV()
+    assert people.claim_approval(_vault(kv), "a.b.c", OK, now=NOW) == OK  # type: ignore[arg-type]
+    (write,) = kv.writes
+    assert write["cas"] == 0 and write["mount_point"] == "secret"
+    assert write["path"] == f"suite/approvals/used/{hashlib.sha256(b'a.b.c').hexdigest()}"
+    assert "a.b.c" not in json.dumps(write)
+
+
+@pytest.mark.parametrize("exc", ["InvalidRequest", "Forbidden"])
+def test_a_second_claim_is_refused_as_already_used(exc: str) -> None:
+    import hvac.exceptions
+
+    kv = _KV(getattr(hvac.exceptions, exc)("check-and-set parameter did not match"))
+    checked = people.claim_approval(_vault(kv), "a.b.c", OK)  # type: ignore[arg-type]
+    assert checked.approver is None and "already used" in checked.reason
+    assert "userpass:carol" in checked.reason
+
+
+def test_a_claim_vault_cannot_record_is_refused() -> None:
+    import hvac.exceptions
+
+    kv = _KV(hvac.exceptions.InternalServerError("boom"))
+    checked = people.claim_approval(_vault(kv), "a.b.c", OK)  # type: ignore[arg-type]
+    assert checked.approver is None and "could not record" in checked.reason
+
+
+def test_a_refused_token_is_not_claimed() -> None:
+    kv = _KV()
+    refused = people.Checked(None, "forged")
+    assert people.claim_approval(_vault(kv), "a.b.c", refused) is refused  # type: ignore[arg-type]
+    assert kv.writes == []
+
+
+def test_approval_token_returns_once_its_issue_second_has_passed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two identity tokens of one second are the same token: the next one must be later."""
+    from types import SimpleNamespace
+
+    claims = base64.urlsafe_b64encode(json.dumps({"iat": 100}).encode()).decode().rstrip("=")
+    jwt = f"h.{claims}.s"
+    identity = SimpleNamespace(generate_signed_id_token=lambda name: {"data": {"token": jwt}})
+    client = SimpleNamespace(secrets=SimpleNamespace(identity=identity))
+    monkeypatch.setattr(people, "_session_client", lambda settings: (client, None))
+    now = [100.25]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    assert people.approval_token(load(), clock=lambda: now[0], sleep=sleep) == jwt
+    assert now[0] >= 101 and slept and max(slept) <= 0.1
