@@ -54,9 +54,10 @@ class ServeConfig:
     log_level: str = "info"
     #: auto (uvloop when installed, else asyncio's), uvloop, or asyncio
     event_loop: str = "auto"
-    #: server processes on the port (SO_REUSEPORT), each with its own model copy; 0 = one per
-    #: usable CPU, at most 2 (see :func:`worker_count`)
-    workers: int = 1
+    #: server processes on the port (SO_REUSEPORT), each with its own model copy; 0 (the
+    #: default) = one per usable CPU, at most 2 (:func:`worker_count`): 0.71x -> 0.93x in-process
+    #: ORT at 32 clients on 2 cores (bench/RESULTS.md), one worker in a 1-CPU container
+    workers: int = 0
 
     def __post_init__(self) -> None:
         _range("port", self.port, 0, 65535)

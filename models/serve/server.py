@@ -17,14 +17,14 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.serve import config as config_mod
-from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig, worker_count
 from models.serve.errors import ConfigInvalid, ServeError
-from models.serve.metrics import ServerMetrics
-from models.serve.tally import Tally
+
+if TYPE_CHECKING:
+    from models.serve.tally import Tally
 
 log = logging.getLogger("models.serve")
 
@@ -32,6 +32,11 @@ log = logging.getLogger("models.serve")
 async def serve(config: ServeConfig, tally: Tally | None = None, reuse_port: bool = False
                 ) -> int:
     """One server process; ``tally``: the counters it shares with other workers."""
+    # imported here: the supervising parent of --workers never loads ONNX Runtime, numpy or
+    # prometheus_client (about 60 MiB it would hold for nothing)
+    from models.serve.app import ServerState, build_server
+    from models.serve.metrics import ServerMetrics
+
     state = ServerState(config, metrics=ServerMetrics(tally))
     http = build_server(state)
     await http.start(config.host, config.port, backlog=1024, reuse_port=reuse_port)

@@ -56,8 +56,8 @@ class Tally:
         self.buffer, self.slots, self.slot = buffer, slots, slot
         view = memoryview(buffer)
         self._labels = [view[s * SLOT_BYTES:s * SLOT_BYTES + LABEL_BYTES] for s in range(slots)]
-        self._cells: list[memoryview[float]] = [view[s * SLOT_BYTES + LABEL_BYTES:(s + 1) * SLOT_BYTES].cast("d")
-                       for s in range(slots)]
+        self._cells: list[memoryview[float]] = [
+            view[s * SLOT_BYTES + LABEL_BYTES:(s + 1) * SLOT_BYTES].cast("d") for s in range(slots)]
         #: this process's cells (the hot path writes only these)
         self.cells = self._cells[slot]
 
