@@ -4,10 +4,13 @@ users (``builder`` pushes and pulls, ``puller`` only pulls), Postgres' ``postgre
 MLflow's basic-auth app (its ``admin``, the platform's user ``suite`` that the workers, the CLI
 and the tests log in as, and the Flask secret key that signs its CSRF tokens).
 
-Each service gets one random password, made on its first start and kept in
+Each service gets one random password, made by ``suite up`` (:func:`prepare`) and by the
+service that checks it (:func:`ensure_password`) on the first start, and kept in
 ``SUITE_HOME/secrets/<service>.password`` (mode 0600, in a 0700 directory): only the platform's
-user reads it — the workers, the CLI and the tests, who run as that user. The user name is
-:data:`USER`. A password is never logged: :func:`basic_auth` gives the header to send.
+user reads it — the workers, the CLI and the tests, who run as that user. A client only reads
+it (:func:`password`): a missing file is a ConfigError saying to run ``suite up``, never a new
+password the server does not know. The user name is :data:`USER`.
+A password is never logged: :func:`basic_auth` gives the header to send.
 """
 
 from __future__ import annotations
@@ -40,20 +43,55 @@ def path(settings: Settings, service: str) -> Path:
     return settings.dir("secrets", f"{service}.password")
 
 
-def password(settings: Settings, service: str) -> str:
-    """The service's password, made (and saved, 0600) on first use."""
-    where = path(settings, service)
+def _read(where: Path) -> str:
     try:
-        text = where.read_text().strip()
+        return where.read_text().strip()
     except FileNotFoundError:
-        text = ""
+        return ""
+
+
+def password(settings: Settings, service: str) -> str:
+    """The password a client sends to ``service``; made only by the service that owns it."""
+    where = path(settings, service)
+    text = _read(where)
+    if not text:
+        raise ConfigError(f"no {service} password at {where} (the platform writes it when it "
+                          f"first starts the service that checks it): run `suite up`")
+    return text
+
+
+def ensure_password(settings: Settings, service: str) -> str:
+    """The owner's side (`suite up`, and the service that checks the password as it prepares
+    its start): the password, made and saved (0600) the first time. Two makers at once agree:
+    the file appears whole and only once (a hard link that fails when it exists), and the
+    loser reads the winner's."""
+    where = path(settings, service)
+    text = _read(where)
     if text:
         return text
     where.parent.mkdir(parents=True, exist_ok=True)
     where.parent.chmod(0o700)
-    text = secrets.token_urlsafe(24)
-    atomic_write(where, text + "\n", mode=0o600)
-    return text
+    fresh = secrets.token_urlsafe(24)
+    if where.exists():  # an empty file (an interrupted earlier version): replace it
+        atomic_write(where, fresh + "\n", mode=0o600)
+        return fresh
+    tmp = where.with_name(f".{where.name}.{secrets.token_hex(6)}")
+    atomic_write(tmp, fresh + "\n", mode=0o600)
+    try:
+        os.link(tmp, where)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return password(settings, service)
+
+
+def prepare(settings: Settings) -> None:
+    """Every platform password, made by `suite up` before any service starts: the services
+    start side by side, and a client (the engine's registry login, the workers' MLflow login)
+    may prepare before the service that checks its password."""
+    for service in SERVICES:
+        ensure_password(settings, service)
 
 
 def user(service: str) -> str:

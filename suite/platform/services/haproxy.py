@@ -128,7 +128,7 @@ frontend metrics
     stats enable
     stats uri /stats
     stats realm suite
-    stats auth {credentials.USER}:{credentials.password(self.settings, "haproxy")}
+    stats auth {credentials.USER}:{credentials.ensure_password(self.settings, "haproxy")}
 
 backend unrouted
 {unrouted}

@@ -44,6 +44,8 @@ class MlflowService(Service):
     def prepare(self) -> None:
         super().prepare()
         (self.state_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+        for owned in ("mlflow-admin", "mlflow-suite", "mlflow-flask-key"):
+            credentials.ensure_password(self.settings, owned)  # clients only read them
         admin, secret = credentials.mlflow_admin(self.settings)
         # read only when the auth store has no admin yet; later the stored hash is the truth
         atomic_write(self.state_dir / "basic_auth.ini", "[mlflow]\n"

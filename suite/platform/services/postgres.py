@@ -80,7 +80,7 @@ class PostgresService(Service):
                 os.chown(path, *owner)
         if owner:
             self._check_reachable(owner[0])
-        secret = credentials.password(self.settings, "postgres")
+        secret = credentials.ensure_password(self.settings, "postgres")
         if not (data / "PG_VERSION").exists():
             pwfile = self.state_dir / ".initdb-pw"
             atomic_write(pwfile, secret + "\n", mode=0o600)

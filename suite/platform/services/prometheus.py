@@ -35,7 +35,7 @@ class PrometheusService(Service):
         super().prepare()
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "data").mkdir(exist_ok=True)
-        secret = credentials.password(self.settings, "prometheus")
+        secret = credentials.ensure_password(self.settings, "prometheus")
         atomic_write(self.web_config, "basic_auth_users:\n"
                      f"  {credentials.USER}: {credentials.bcrypt_hash(secret)}\n", mode=0o600)
         (self.state_dir / "prometheus.yml").write_text(

@@ -92,6 +92,8 @@ class RegistryService(Service):
 
     def render(self) -> str:
         store = RegistryStoreService(self.settings).socket
+        for role in credentials.REGISTRY_ROLES:  # the gate checks them: it makes them
+            credentials.ensure_password(self.settings, f"registry-{role}")
         users = "\n".join(
             f"    user {role} password "
             f"{credentials.bcrypt_hash(credentials.registry_login(self.settings, role)[1], 4)}"

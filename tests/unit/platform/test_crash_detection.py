@@ -25,11 +25,13 @@ def test_every_worker_runs_flows_with_heartbeats(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import SecretStr
 
-    from suite.platform import api_auth
+    from suite.platform import api_auth, credentials
 
     # the worker's environment carries Prefect's auth string, read from Vault: none runs here
     monkeypatch.setattr(api_auth, "prefect_auth", lambda settings: SecretStr("suite:unit"))
-    env = WorkerService(Settings(home=tmp_path), 1).env()
+    settings = Settings(home=tmp_path)
+    credentials.ensure_password(settings, "mlflow-suite")  # what MLflow's start makes
+    env = WorkerService(settings, 1).env()
     assert env["PREFECT_API_AUTH_STRING"] == "suite:unit"
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(HEARTBEAT_SECONDS)
     assert HEARTBEAT_SECONDS >= 30  # Prefect's minimum

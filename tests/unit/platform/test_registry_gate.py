@@ -52,6 +52,7 @@ def test_registry_logins_go_only_to_the_platforms_registry(tmp_path: Path) -> No
     from suite import engine
 
     settings = Settings(home=tmp_path, ports={"registry": 5123})
+    credentials.ensure_password(settings, "registry-puller")  # what the gate's start makes
     login = engine.registry_login(settings, "127.0.0.1:5123/suite/app", "puller")
     assert login == credentials.registry_login(settings, "puller") and login[0] == "puller"
     assert engine.registry_login(settings, "ghcr.io/someone/app", "builder") is None
