@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.errors import ConfigError, ServiceUnavailable, SuiteError
-from suite.platform import process
+from suite.platform import credentials, process
 from suite.platform.files import atomic_write
 from suite.platform.service import Service, Status
 from suite.platform.services import build
@@ -112,6 +112,7 @@ def up(
     settings.home.mkdir(parents=True, exist_ok=True)
     services = select(build(settings), only)
     save_config(settings)
+    credentials.prepare(settings)  # before any service: clients only read them
     done = {s.name: threading.Event() for s in services}
     failed: dict[str, BaseException] = {}
     result = UpResult()
