@@ -276,10 +276,12 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()  # a pipelining client is far ahead of us
 
     def _next_request(self) -> Request | None:
-        limits = self.server.limits
         buf = self.buf
+        if not buf and self.pending is None:  # the common case after an answer: nothing yet
+            return None
+        limits = self.server.limits
         if self.pending is None:
-            while buf[:2] == b"\r\n":  # an empty line before a request line is allowed
+            while buf.startswith(b"\r\n"):  # an empty line before a request line is allowed
                 del buf[:2]
             end = buf.find(CRLF2)
             if end < 0:
