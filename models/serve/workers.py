@@ -42,6 +42,7 @@ log = logging.getLogger("models.serve")
 #: after the workers' own drain and shutdown delay, how long they may take to exit
 EXIT_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
+SHM = "/dev/shm"  # noqa: S108 - only ever the parent of a mkdtemp directory
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -128,7 +129,11 @@ class _Supervisor:
 def supervise(config: ServeConfig, workers: int) -> int:
     """Run ``workers`` server processes on ``config``'s port until they stop; the exit status."""
     sock, port = reserve(config.host, config.port)
-    workdir = Path(tempfile.mkdtemp(prefix="model-server-"))
+    # in memory where there is a tmpfs for it: a file on disk would be written back every few
+    # seconds for counters nobody needs after the process is gone
+    # (mkdtemp: a fresh 0700 directory of a random name, so a shared /dev/shm is safe here)
+    shm = SHM if os.access(SHM, os.W_OK) else None
+    workdir = Path(tempfile.mkdtemp(prefix="model-server-", dir=shm))
     tally_path = workdir / "tally"
     Tally.create(tally_path, workers)
     ctx = multiprocessing.get_context("spawn")  # no forked copies of the parent's state
