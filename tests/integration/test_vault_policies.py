@@ -198,6 +198,8 @@ def test_the_local_targets_environment_holds_only_its_services_secrets(
     own = Workload(service=a, release="r1", version="v", image="i",
                    secrets=(("DB_PASSWORD", f"services/{a}/db#password"),))
     assert runner._environment(own, "canary")["DB_PASSWORD"] == f"{a}-secret"
+    # the operator's admin token (a release run from the CLI) mints the same way
+    assert vault_reader(platform)(a, f"services/{a}/db", "password") == f"{a}-secret"
     # a workload whose ref names another service's path is refused before Vault is asked
     stolen = replace(own, secrets=(("DB_PASSWORD", f"services/{b}/db#password"),))
     with pytest.raises(ConfigError, match=f"not one of service '{a}'"):
