@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite.cli.demo import canary_seconds
 from suite.errors import ServiceUnavailable
+from suite.platform import credentials
 from suite.settings import PROJECT_DIR, Settings, child_env
 from tests.conftest import free_ports
 
@@ -69,7 +70,7 @@ class Bench:
                     raise
                 print(f"  platform not up yet ({str(exc)[:200]}); again", flush=True)
         os.environ.update(child_env(self.settings))
-        os.environ["MLFLOW_TRACKING_URI"] = self.settings.mlflow_uri
+        os.environ.update(credentials.mlflow_env(self.settings))
         os.environ["PREFECT_API_URL"] = self.settings.prefect_api_url
         from suite import prefect_http  # flows run in this process: Prefect's client needs it
 

@@ -36,7 +36,7 @@ import psutil
 from bench.results import write_section
 from suite.haproxy import RuntimeApi, backend_name
 from suite.load import LoadGenerator, LoadReport
-from suite.platform import manager
+from suite.platform import credentials, manager
 from suite.services import onboard
 from suite.settings import PROJECT_DIR, Settings, child_env
 from tasks.control import Active
@@ -136,6 +136,8 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     try:
         manager.up(settings)
+        # MLflow's user exists once the platform is up (its password is made by the service)
+        os.environ.update(credentials.mlflow_env(settings))
         from suite import engine
         from suite.deployments import deploy, ensure_automations
         from tasks.images import base

@@ -22,7 +22,7 @@ import pytest
 from suite import prefect_http
 from suite import settings as settings_mod
 from suite.errors import SuiteError
-from suite.platform import manager
+from suite.platform import credentials, manager
 from suite.settings import DEFAULT_PORTS, Settings, child_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,6 +151,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
     except Exception:
         manager.down(settings)
         raise
+    # MLflow clients in this process (MlflowClient, models.registry) act as the platform user
+    credentials.use_mlflow(settings)
     yield settings
     manager.down(settings)
 
@@ -162,5 +164,6 @@ def platform_env(platform: Settings) -> dict[str, str]:
     env["PREFECT_API_URL"] = platform.prefect_api_url
     # Prefect's own client in the subprocess (the prefect CLI, a flow) needs the auth string
     env["PREFECT_API_AUTH_STRING"] = str(prefect_http.auth_string(platform.prefect_api_url))
-    env["MLFLOW_TRACKING_URI"] = platform.mlflow_uri
+    # and MLflow's client the platform user's login (child_env never copies it)
+    env.update(credentials.mlflow_env(platform))
     return env

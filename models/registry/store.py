@@ -47,15 +47,27 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _missing(exc: MlflowException) -> bool:
-    return exc.error_code in NOT_FOUND
+def exists(mc: MlflowClient, name: str) -> bool:
+    """Whether MLflow has a registered model ``name`` (that this user may see)."""
+    quoted = name.replace("'", "\\'")
+    return any(m.name == name for m in mc.search_registered_models(f"name = '{quoted}'"))
+
+
+def _missing(exc: MlflowException, mc: MlflowClient, name: str) -> bool:
+    """``exc`` says the model (or its version, alias) does not exist. MLflow's basic-auth app
+    answers a read of a model that does not exist with 403, not 404, to users who are not
+    admins; since every user may read every model (default_permission READ), a 403 on a read
+    of a model the registry's search does not list means there is no such model."""
+    if exc.error_code in NOT_FOUND:
+        return True
+    return exc.error_code == "PERMISSION_DENIED" and not exists(mc, name)
 
 
 def version_by_alias(mc: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
         return mc.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _missing(exc):
+        if _missing(exc, mc, name):
             return None
         raise
 
@@ -64,7 +76,7 @@ def get_version(mc: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return mc.get_model_version(name, version)
     except MlflowException as exc:
-        if not _missing(exc):
+        if not _missing(exc, mc, name):
             raise
         known = sorted(int(v.version) for v in mc.search_model_versions(f"name='{name}'"))
         raise ConfigError(

@@ -80,8 +80,10 @@ def from_registry(uri: str, tracking_uri: str | None, dst: Path | None = None) -
             tracking_uri=tracking_uri, registry_uri=tracking_uri,
         ))
     except MlflowException as exc:
+        hint = (" (MLflow needs a user: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD)" if "401" in exc.message else "")
         raise LoadError(f"{uri} cannot be loaded from MLflow at {tracking_uri}: "
-                        f"{exc.message}") from exc
+                        f"{exc.message}{hint}") from exc
     return ModelSource(uri=uri, path=_single_onnx(local, uri), name=name, version=version)
 
 

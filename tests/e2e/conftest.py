@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from suite.platform import credentials
 from suite.settings import Settings, child_env
 
 
@@ -23,7 +24,7 @@ def release_platform(platform: Settings) -> Iterator[Settings]:
 
     saved = dict(os.environ)
     os.environ.update(child_env(platform))
-    os.environ["MLFLOW_TRACKING_URI"] = platform.mlflow_uri
+    os.environ.update(credentials.mlflow_env(platform))
     ensure_base(platform, engine.client(platform))
     deploy(platform, force=True)
     with prefect_http.client_settings(platform.prefect_api_url):

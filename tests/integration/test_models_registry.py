@@ -70,6 +70,16 @@ def wait_flow_run(api: str, run_id: str, timeout: float = 240) -> dict[str, obje
     raise AssertionError(f"flow run {run_id} did not finish in {timeout}s")
 
 
+def flow_run_failure(api: str, run: dict[str, object]) -> str:
+    """What a failed flow run said: its state's message and its last error logs."""
+    state = run.get("state")
+    message = state.get("message", "") if isinstance(state, dict) else ""
+    logs = prefect_api(api, "POST", "/logs/filter", json={
+        "logs": {"flow_run_id": {"any_": [run["id"]]}, "level": {"ge_": 40}},
+        "sort": "TIMESTAMP_DESC", "limit": 3}).json()
+    return f"{message}\n" + "\n".join(str(entry["message"])[-1500:] for entry in logs)
+
+
 @pytest.fixture(scope="module")
 def mlflow_client(platform: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=platform.mlflow_uri, registry_uri=platform.mlflow_uri)
@@ -106,7 +116,7 @@ def deployed_version(platform: Settings) -> str:
                                            "epochs": 15}})
     assert resp.status_code in (200, 201), resp.text
     run = wait_flow_run(api, resp.json()["id"])
-    assert run["state_type"] == "COMPLETED", run.get("state")
+    assert run["state_type"] == "COMPLETED", flow_run_failure(api, run)
     found = registry.store.version_by_alias(registry.store.client(platform.mlflow_uri), NAME,
                                             registry.CHALLENGER)
     assert found is not None
