@@ -54,10 +54,11 @@ class ServeConfig:
     log_level: str = "info"
     #: auto (uvloop when installed, else asyncio's), uvloop, or asyncio
     event_loop: str = "auto"
-    #: server processes on the port (SO_REUSEPORT), each with its own model copy; 0 (the
-    #: default) = one per usable CPU, at most 2 (:func:`worker_count`): 0.71x -> 0.93x in-process
-    #: ORT at 32 clients on 2 cores (bench/RESULTS.md), one worker in a 1-CPU container
-    workers: int = 0
+    #: server processes on the port (SO_REUSEPORT), each with its own model copy; 0 = one per
+    #: usable CPU, at most 2 (:func:`worker_count`). 1 by default: on 2 cores shared with the
+    #: clients a second worker gained 31 % on a quiet machine but lost 10-30 % under load, at
+    #: 30 % more CPU per request and 2.5x the memory (bench/RESULTS.md)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _range("port", self.port, 0, 65535)
