@@ -187,6 +187,11 @@ def bootstrap(settings: Settings) -> None:
     for role, stem in ROLES:
         _approle(client, vdir, role, stem)
     _release_token_role(client)
+    # services onboarded before their read policy existed (or whose policy was lost) release
+    from suite.services.registry import Registry
+
+    for registration in Registry(settings).all():
+        put_service_policy(client, registration.service)
     from suite import people  # userpass, the approval identity tokens, TOTP (issue 13 item 2)
 
     people.bootstrap(client)

@@ -211,3 +211,24 @@ def test_the_local_targets_environment_holds_only_its_services_secrets(
     with pytest.raises(VaultError, match="permission denied"):
         vault.get_secret(vault.service_client(vault.worker_client(platform), a),
                          f"services/{b}/db", "password")
+
+
+def test_suite_up_writes_the_read_policy_of_every_registered_service(platform: Settings):
+    """A service onboarded before its read policy existed (or whose policy was lost)."""
+    from suite.services.registry import Registration
+
+    admin = vault.client(platform)
+    record = platform.dir("services") / "pold.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(Registration("pold", "/nowhere", "main", "d", "h", "pold.local",
+                                   "now").to_json())
+    try:
+        vault.delete_service_policy(admin, "pold")
+        with pytest.raises(hvac.exceptions.InvalidPath):
+            admin.sys.read_policy(name="suite-service-pold")
+        vault.bootstrap(platform)
+        text = admin.sys.read_policy(name="suite-service-pold")["data"]["rules"]
+        assert text == vault.service_policy("pold")
+    finally:
+        record.unlink()
+        vault.delete_service_policy(admin, "pold")
