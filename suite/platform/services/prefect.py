@@ -56,6 +56,10 @@ def server_database_env(settings: Settings) -> dict[str, str]:
     }
 
 
+#: Prefect's lease storage that survives a restart of the server (leases as files)
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+
+
 class PrefectServerService(Service):
     name = "prefect"
     port_key = "prefect"
@@ -73,6 +77,11 @@ class PrefectServerService(Service):
         env = prefect_env(self.settings)
         env["PREFECT_SERVER_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
         env.update(server_database_env(self.settings))
+        # concurrency leases on disk (PREFECT_HOME/concurrency_leases), not in the server's
+        # memory: a release's slot is held under a lease, and a lease lost with a killed or
+        # restarted server could never be given back (decrement-with-lease ignores an unknown
+        # lease) nor expire, so that service's next release waited for its slot forever
+        env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] = LEASE_STORAGE
         return env
 
     def argv(self) -> list[str]:
