@@ -1,17 +1,22 @@
 """Doors with locks (issue 13, item 1, the part that has landed): Prometheus, HAProxy's stats
-page and the registry answer 401 without the platform's credential; the registry's ``puller``
-cannot push; Prometheus has no lifecycle API, so nobody can ``POST /-/quit`` it. Against the
-real services of the session platform."""
+page, the registry and MLflow answer 401 without the platform's credential; the registry's
+``puller`` cannot push; Prometheus has no lifecycle API, so nobody can ``POST /-/quit`` it;
+a second MLflow user reads a model the platform user made but cannot move its aliases or tags.
+Against the real services of the session platform."""
 
 from __future__ import annotations
 
+import secrets
 import stat
+from pathlib import Path
 
 import httpx
 import pytest
+from mlflow import MlflowClient
 
 from suite import prefect_http
 from suite.platform import api_auth, credentials
+from suite.platform.services.mlflow import GRANT
 from suite.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -105,7 +110,8 @@ def test_the_credentials_and_the_config_holding_them_are_private(platform: Setti
         assert stat.S_IMODE(mode) == 0o600, (service, oct(mode))
     assert stat.S_IMODE(credentials.path(platform, "haproxy").parent.stat().st_mode) == 0o700
     for held in (platform.dir("haproxy", "haproxy.cfg"), platform.dir("prometheus", "web.yml"),
-                 platform.dir("registry", "gate.cfg"), platform.dir("engine", "auth.json")):
+                 platform.dir("registry", "gate.cfg"), platform.dir("engine", "auth.json"),
+                 platform.dir("mlflow", "basic_auth.ini")):
         assert stat.S_IMODE(held.stat().st_mode) == 0o600, held
 
 
@@ -126,3 +132,88 @@ def test_prefect_api_answers_401_without_the_auth_string(platform: Settings) -> 
     # the string is kept in Vault only: not in the platform's logs, nor its saved config
     for held in (*platform.dir("logs").glob("*.log"), platform.dir("platform.json")):
         assert secret not in held.read_text(errors="replace"), held
+
+
+ALIAS = "/api/2.0/mlflow/registered-models/alias"
+
+
+def test_mlflow_answers_401_without_a_user(platform: Settings) -> None:
+    url = platform.mlflow_uri
+    for method, path, body in (
+        ("GET", "/api/2.0/mlflow/registered-models/search", None),
+        ("POST", ALIAS, {"name": "any", "alias": "champion", "version": "1"}),
+        ("POST", "/api/2.0/mlflow/users/create", {"username": "eve", "password": "e" * 16}),
+        ("GET", "/signup", None),
+        ("GET", "/ajax-api/2.0/mlflow/registered-models/search", None),
+    ):
+        resp = httpx.request(method, f"{url}{path}", json=body, timeout=10)
+        assert resp.status_code == 401, (path, resp.status_code)
+    # a person opening the UI gets the browser's basic-auth prompt
+    ui = httpx.get(url, timeout=10)
+    assert ui.status_code == 401 and ui.headers["www-authenticate"] == 'Basic realm="mlflow"'
+    name, secret = credentials.mlflow_login(platform)
+    search = f"{url}/api/2.0/mlflow/registered-models/search"
+    assert httpx.get(search, auth=(name, "x" * 16), timeout=10).status_code == 401
+    assert httpx.get(search, auth=(name, secret), timeout=10).status_code == 200
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    # the platform user is no admin: it cannot make users
+    made = httpx.post(f"{url}/api/2.0/mlflow/users/create", auth=(name, secret), timeout=10,
+                      json={"username": "eve", "password": "e" * 16})
+    assert made.status_code == 403
+    # neither password is in the platform's logs
+    admin_secret = credentials.mlflow_admin(platform)[1]
+    for held in platform.dir("logs").glob("*.log"):
+        text = held.read_text(errors="replace")
+        assert secret not in text and admin_secret not in text, held
+
+
+def _model_with_champion(platform: Settings, name: str, tmp: Path) -> str:
+    """A registered model the platform user makes (as the train stage does), champion v1."""
+    mc = MlflowClient(platform.mlflow_uri)
+    exp = mc.get_experiment_by_name("auth-door") or mc.get_experiment(
+        mc.create_experiment("auth-door"))
+    run = mc.create_run(exp.experiment_id)
+    (tmp / "model").mkdir()
+    (tmp / "model" / "MLmodel").write_text("artifact_path: model\n")
+    mc.log_artifacts(run.info.run_id, str(tmp / "model"), "model")
+    mc.set_terminated(run.info.run_id)
+    mc.create_registered_model(name)
+    version = mc.create_model_version(name, f"runs:/{run.info.run_id}/model",
+                                      run_id=run.info.run_id).version
+    mc.set_registered_model_alias(name, "champion", version)
+    return str(version)
+
+
+def test_a_second_mlflow_user_reads_a_model_but_cannot_move_its_aliases(
+        platform: Settings, tmp_path: Path) -> None:
+    url = platform.mlflow_uri
+    name = f"auth-door-{secrets.token_hex(3)}"
+    version = _model_with_champion(platform, name, tmp_path)
+    reader, secret = f"reader-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    made = httpx.post(f"{url}/api/2.0/mlflow/users/create", json={
+        "username": reader, "password": secret}, auth=credentials.mlflow_admin(platform),
+        timeout=10)
+    assert made.status_code == 200, made.text
+    with httpx.Client(base_url=url, auth=(reader, secret), timeout=10) as other:
+        got = other.get(ALIAS, params={"name": name, "alias": "champion"})
+        assert got.status_code == 200 and got.json()["model_version"]["version"] == version
+        refused = {
+            "move champion": other.post(ALIAS, json={"name": name, "alias": "champion",
+                                                      "version": version}),
+            "drop champion": other.delete(ALIAS, params={"name": name, "alias": "champion"}),
+            "forge a history tag": other.post("/api/2.0/mlflow/model-versions/set-tag", json={
+                "name": name, "version": version, "key": "champion.history.1",
+                "value": "forged"}),
+            "grant itself": other.post(GRANT, json={
+                "username": reader, "resource_type": "registered_model", "resource_id": name,
+                "permission": "MANAGE"}),
+            "make a user": other.post("/api/2.0/mlflow/users/create", json={
+                "username": f"{reader}-2", "password": secret}),
+        }
+        assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 403)
+    # the platform user still moves it
+    mc = MlflowClient(url)
+    mc.set_registered_model_alias(name, "challenger", version)
+    model = mc.get_registered_model(name)
+    assert model.aliases == {"champion": version, "challenger": version}
+    assert "champion.history.1" not in mc.get_model_version(name, version).tags
