@@ -49,7 +49,7 @@ def _refused_without_password(settings: Settings) -> None:
 @pytest.mark.skipif(shutil.which("pg_ctlcluster") is None and not any(
     __import__("pathlib").Path("/usr/lib/postgresql").glob("*/bin/initdb")),
     reason="PostgreSQL server missing: apt-get install postgresql")
-def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
+def test_down_up_keeps_vault_keys_secrets_models_and_deployments(monkeypatch: pytest.MonkeyPatch):
     # the postgres user must reach the state dir: pytest's tmp dirs are private to root
     home = Path(tempfile.mkdtemp(prefix="suite-pg-", dir="/var/tmp"))
     home.chmod(0o755)
@@ -63,6 +63,9 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         api = settings.prefect_api_url
         vault.put_secret(vault.client(settings), "keep/me", "k", "v1")
         sign_key = vault.root_client(settings).secrets.transit.read_key(name="suite-sign")
+        # this platform's MLflow user, not the session platform's (MLflow reads the environment)
+        for name, value in credentials.mlflow_env(settings).items():
+            monkeypatch.setenv(name, value)
         MlflowClient(settings.mlflow_uri).create_registered_model("keep-model")
         flow = prefect_api(api, "POST", "/flows/", json={"name": "keep-flow"}).json()
         dep = prefect_api(api, "POST", "/deployments/", json={
@@ -89,7 +92,10 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments():
         signed = vault.signer_client(settings, Purpose.AUDIT).secrets.transit.sign_data(
             name="suite-audit", hash_input=base64.b64encode(b"after restart").decode())
         assert signed["data"]["signature"].startswith("vault:v")
-        assert MlflowClient(settings.mlflow_uri).get_registered_model("keep-model").name
+        # the platform user is still the model's owner: it may edit it after the restart
+        MlflowClient(settings.mlflow_uri).set_registered_model_tag("keep-model", "kept", "yes")
+        assert MlflowClient(settings.mlflow_uri).get_registered_model("keep-model").tags == {
+            "kept": "yes"}
         got = prefect_api(api, "GET", "/deployments/name/keep-flow/keep-dep")
         assert got.status_code == 200 and got.json()["work_pool_name"] == "suite"
     finally:
