@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import secrets
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -217,3 +219,16 @@ def test_a_second_mlflow_user_reads_a_model_but_cannot_move_its_aliases(
     model = mc.get_registered_model(name)
     assert model.aliases == {"champion": version, "challenger": version}
     assert "champion.history.1" not in mc.get_model_version(name, version).tags
+
+
+def test_the_cli_logs_itself_in_to_mlflow(platform: Settings,
+                                          platform_env: dict[str, str]) -> None:
+    """An operator's shell holds no MLflow login: `suite model history` logs in as the platform
+    user when it reaches its own platform's MLflow (credentials.ensure_mlflow_login)."""
+    name = f"auth-cli-{secrets.token_hex(3)}"
+    MlflowClient(platform.mlflow_uri).create_registered_model(name)
+    env = {k: v for k, v in platform_env.items() if not k.startswith("MLFLOW_TRACKING_")}
+    out = subprocess.run([sys.executable, "-m", "suite.cli", "model", "history", name], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "no champion changes recorded" in out.stdout, out.stdout
