@@ -1,4 +1,5 @@
-"""`suite down && suite up` keeps data: a KV secret, a registered model, a Prefect deployment.
+"""`suite down && suite up` keeps data: a KV secret, a registered model, a Prefect deployment,
+a release slot's lease.
 
 Runs on its own platform with the Postgres backend (`--database postgres`), so it also covers
 the local PostgreSQL cluster: it refuses a connection without the password, also after a
@@ -20,8 +21,10 @@ from mlflow import MlflowClient
 from suite import vault
 from suite.platform import credentials, manager
 from suite.platform.service import find_binary
+from suite.services.onboard import concurrency_limit, ensure_concurrency_limit
 from suite.settings import Settings
 from suite.vault_policy import Purpose
+from tasks.reconcile import free_release_slot
 from tests.conftest import free_ports, prefect_api
 
 pytestmark = pytest.mark.integration
@@ -71,6 +74,13 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments(monkeypatch: py
         dep = prefect_api(api, "POST", "/deployments/", json={
             "name": "keep-dep", "flow_id": flow["id"], "work_pool_name": "suite"})
         assert dep.status_code in (200, 201), dep.text
+        # a release's slot, held under a lease as by a run the restart then kills
+        ensure_concurrency_limit(settings, "keep")
+        held = prefect_api(api, "POST", "/v2/concurrency_limits/increment-with-lease", json={
+            "names": [concurrency_limit("keep")], "slots": 1, "mode": "concurrency",
+            "lease_duration": 300})
+        assert held.status_code == 200, held.text
+        lease = str(held.json()["lease_id"])
 
         init = json.loads((vault.vault_dir(settings) / "init.json").read_text())
         assert "root_token" not in init  # revoked after the bootstrap
@@ -98,6 +108,12 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments(monkeypatch: py
             "kept": "yes"}
         got = prefect_api(api, "GET", "/deployments/name/keep-flow/keep-dep")
         assert got.status_code == 200 and got.json()["work_pool_name"] == "suite"
+        # the lease outlived the server (kept on disk), so the reconciler can give it back: with
+        # leases in memory it was gone, and the slot stayed taken for good
+        limit = f"/v2/concurrency_limits/{concurrency_limit('keep')}"
+        assert prefect_api(api, "GET", limit).json()["active_slots"] == 1
+        free_release_slot(settings, "keep", lease)
+        assert prefect_api(api, "GET", limit).json()["active_slots"] == 0
     finally:
         manager.down(settings)
         shutil.rmtree(home, ignore_errors=True)
