@@ -72,7 +72,11 @@ def ensure_password(settings: Settings, service: str) -> str:
     where.parent.mkdir(parents=True, exist_ok=True)
     where.parent.chmod(0o700)
     fresh = secrets.token_urlsafe(24)
-    if where.exists():  # an empty file (an interrupted earlier version): replace it
+    if where.exists():
+        text = _read(where)  # another maker may have linked it in since the first read
+        if text:
+            return text
+        # an empty file (an interrupted earlier version): replace it
         atomic_write(where, fresh + "\n", mode=0o600)
         return fresh
     tmp = where.with_name(f".{where.name}.{secrets.token_hex(6)}")
@@ -165,6 +169,9 @@ def ensure_mlflow_login(tracking_uri: str) -> None:
     process has not done so yet: the CLI and flows reach MLflow through one tracking URI."""
     uri = tracking_uri.rstrip("/")
     if uri in _mlflow_logged_in or not uri.startswith(("http://", "https://")):
+        return
+    if os.environ.get("MLFLOW_TRACKING_USERNAME") and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        _mlflow_logged_in.add(uri)  # logged in explicitly (mlflow_env): that login stands
         return
     from suite import settings as settings_mod
 

@@ -72,3 +72,22 @@ def test_suite_up_makes_every_password_before_any_service_starts(tmp_path: Path)
     credentials.prepare(settings)
     for service in credentials.SERVICES:
         assert credentials.password(settings, service)
+
+
+def test_an_explicit_mlflow_login_in_the_environment_stands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process given MLflow's login explicitly (mlflow_env: a test, a bench, another home's
+    platform) keeps it, even where SUITE_HOME has no password file of its own; without one the
+    missing file is the error naming `suite up`."""
+    settings = Settings(home=tmp_path)
+    monkeypatch.setenv("SUITE_HOME", str(tmp_path))
+    monkeypatch.setattr(credentials, "_mlflow_logged_in", set())
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match=r"mlflow-suite.*run `suite up`"):
+        credentials.ensure_mlflow_login(settings.mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "someone")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "given")
+    credentials.ensure_mlflow_login(settings.mlflow_uri)
+    assert (credentials.os.environ["MLFLOW_TRACKING_USERNAME"],
+            credentials.os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("someone", "given")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from suite.platform import credentials
 from suite.platform.services import SERVICES, build
 from suite.platform.services.podman import PodmanService
 from suite.settings import Settings
@@ -27,6 +28,7 @@ def test_prepare_writes_runc_cgroupfs_ulimits_overlay_and_insecure_registry(
     tmp_path: Path,
 ) -> None:
     settings = Settings(home=tmp_path, ports={"registry": 5123})
+    credentials.prepare(settings)  # as `suite up` does first: the engine logs in as puller
     service = PodmanService(settings)
     service.prepare()
     env = service.env()

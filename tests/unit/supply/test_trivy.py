@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from suite.errors import ConfigError
+from suite.platform import credentials
 from suite.settings import Settings
 from tasks import scanners
 from tasks.scanners.base import DbStatus, ScanKind, ScanTarget, Severity, TargetKind
@@ -111,7 +112,9 @@ def test_unknown_scanner_name_lists_known(tmp_path: Path) -> None:
 
 
 def test_registry_builds_trivy_with_home_cache(tmp_path: Path) -> None:
-    scanner = scanners.get("trivy", Settings(home=tmp_path))
+    settings = Settings(home=tmp_path)
+    credentials.prepare(settings)  # as `suite up` does first: trivy pulls as puller
+    scanner = scanners.get("trivy", settings)
     assert isinstance(scanner, TrivyScanner)
     assert scanner.config.cache_dir == tmp_path / "trivy"
     assert scanner.config.insecure_registries == ("127.0.0.1:5000",)
