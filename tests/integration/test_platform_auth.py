@@ -171,7 +171,7 @@ def test_mlflow_answers_401_without_a_user(platform: Settings) -> None:
 
 def _model_with_champion(platform: Settings, name: str, tmp: Path) -> str:
     """A registered model the platform user makes (as the train stage does), champion v1."""
-    mc = MlflowClient(platform.mlflow_uri)
+    mc = MlflowClient(platform.mlflow_uri, registry_uri=platform.mlflow_uri)
     exp = mc.get_experiment_by_name("auth-door") or mc.get_experiment(
         mc.create_experiment("auth-door"))
     run = mc.create_run(exp.experiment_id)
@@ -214,7 +214,7 @@ def test_a_second_mlflow_user_reads_a_model_but_cannot_move_its_aliases(
         }
         assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 403)
     # the platform user still moves it
-    mc = MlflowClient(url)
+    mc = MlflowClient(url, registry_uri=url)
     mc.set_registered_model_alias(name, "challenger", version)
     model = mc.get_registered_model(name)
     assert model.aliases == {"champion": version, "challenger": version}
@@ -226,7 +226,8 @@ def test_the_cli_logs_itself_in_to_mlflow(platform: Settings,
     """An operator's shell holds no MLflow login: `suite model history` logs in as the platform
     user when it reaches its own platform's MLflow (credentials.ensure_mlflow_login)."""
     name = f"auth-cli-{secrets.token_hex(3)}"
-    MlflowClient(platform.mlflow_uri).create_registered_model(name)
+    MlflowClient(platform.mlflow_uri, registry_uri=platform.mlflow_uri
+                 ).create_registered_model(name)
     env = {k: v for k, v in platform_env.items() if not k.startswith("MLFLOW_TRACKING_")}
     out = subprocess.run([sys.executable, "-m", "suite.cli", "model", "history", name], env=env,
                          capture_output=True, text=True, timeout=180)

@@ -69,7 +69,10 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments(monkeypatch: py
         # this platform's MLflow user, not the session platform's (MLflow reads the environment)
         for name, value in credentials.mlflow_env(settings).items():
             monkeypatch.setenv(name, value)
-        MlflowClient(settings.mlflow_uri).create_registered_model("keep-model")
+        # both URIs: a registry URI set process-wide by an earlier test (models.registry.store
+        # sets it) would send the registry calls to the session platform's MLflow instead
+        mc = MlflowClient(settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+        mc.create_registered_model("keep-model")
         flow = prefect_api(api, "POST", "/flows/", json={"name": "keep-flow"}).json()
         dep = prefect_api(api, "POST", "/deployments/", json={
             "name": "keep-dep", "flow_id": flow["id"], "work_pool_name": "suite"})
@@ -103,8 +106,8 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments(monkeypatch: py
             name="suite-audit", hash_input=base64.b64encode(b"after restart").decode())
         assert signed["data"]["signature"].startswith("vault:v")
         # the platform user is still the model's owner: it may edit it after the restart
-        MlflowClient(settings.mlflow_uri).set_registered_model_tag("keep-model", "kept", "yes")
-        assert MlflowClient(settings.mlflow_uri).get_registered_model("keep-model").tags == {
+        mc.set_registered_model_tag("keep-model", "kept", "yes")
+        assert mc.get_registered_model("keep-model").tags == {
             "kept": "yes"}
         got = prefect_api(api, "GET", "/deployments/name/keep-flow/keep-dep")
         assert got.status_code == 200 and got.json()["work_pool_name"] == "suite"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from suite import settings as settings_mod
 from suite.errors import ConfigError
 from suite.platform import credentials
 from suite.platform.services.haproxy import HaproxyService
@@ -79,8 +80,8 @@ def test_an_explicit_mlflow_login_in_the_environment_stands(
     """A process given MLflow's login explicitly (mlflow_env: a test, a bench, another home's
     platform) keeps it, even where SUITE_HOME has no password file of its own; without one the
     missing file is the error naming `suite up`."""
-    settings = Settings(home=tmp_path)
     monkeypatch.setenv("SUITE_HOME", str(tmp_path))
+    settings = settings_mod.load()  # as the CLI's: ports from SUITE_*_PORT if a test set them
     monkeypatch.setattr(credentials, "_mlflow_logged_in", set())
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
