@@ -8,12 +8,13 @@ stage that ran nothing must not let a release through.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from suite.errors import ConfigError, GateBlocked, SuiteError
-from suite.settings import Settings
+from suite.settings import CHILD_ENV_NAMES, Settings
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,14 @@ def run_tests(
     extra_args: Sequence[str] = (),
     python: str = sys.executable,
     timeout_s: float = 900.0,
+    env: Mapping[str, str] | None = None,
 ) -> TestReport:
-    """pytest ``paths`` in ``cwd`` in a subprocess; the result comes from the JUnit XML."""
+    """pytest ``paths`` in ``cwd`` in a subprocess; the result comes from the JUnit XML. The
+    tests get ``env``, by default only the allow-listed names of this process's environment
+    (``suite.settings.CHILD_ENV_NAMES``): never the worker's Vault, Prefect or MLflow
+    credentials nor a cloud key, which the service's tests have no business reading."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_NAMES}
     junit_path.parent.mkdir(parents=True, exist_ok=True)
     junit_path.unlink(missing_ok=True)
     argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit_path}",
@@ -112,7 +119,7 @@ def run_tests(
     began = time.monotonic()
     try:
         proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False,
-                              timeout=timeout_s)
+                              timeout=timeout_s, env=dict(env))
     except subprocess.TimeoutExpired as exc:
         raise GateBlocked("test", [f"tests did not finish within {timeout_s:.0f}s"]) from exc
     seconds = round(time.monotonic() - began, 2)

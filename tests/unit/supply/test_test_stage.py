@@ -45,3 +45,19 @@ def test_collection_error_is_an_error(tmp_path: Path) -> None:
     src = _suite(tmp_path, "import nonexistent_module_xyz\n\ndef test_a():\n    pass\n")
     report = run_tests(["."], cwd=src, junit_path=tmp_path / "j.xml")
     assert report.errors == 1 and not report.ok
+
+
+def test_the_tests_never_see_the_workers_credentials(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service's tests read no Vault token, Prefect auth string or MLflow login of the
+    worker: only the allow-listed names (PATH, HOME, the locale...) reach them."""
+    monkeypatch.setenv("VAULT_TOKEN", "s.worker-token")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "suite:secret")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2")
+    src = _suite(tmp_path, "import os\n\ndef test_env():\n"
+                           "    leaked = {'VAULT_TOKEN', 'PREFECT_API_AUTH_STRING',\n"
+                           "              'MLFLOW_TRACKING_PASSWORD'} & set(os.environ)\n"
+                           "    assert not leaked, leaked\n"
+                           "    assert os.environ['PATH']\n")
+    report = enforce(run_tests(["."], cwd=src, junit_path=tmp_path / "j.xml"))
+    assert (report.passed, report.failed) == (1, 0)
