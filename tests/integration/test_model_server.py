@@ -54,20 +54,26 @@ def start_server(args: list[str], env: dict[str, str], log: Path, ready: bool = 
             env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
         )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 120
-    while ready and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    if ready:
+    if ready and not wait_ready(server.url, proc, log, 120):
         server.stop()
         raise AssertionError(f"server not ready in time: {log.read_text()[-3000:]}")
     return server
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> bool:
+    """Whether the server at ``url`` answers /readyz 200 within ``timeout``; a server that
+    exits first is an AssertionError carrying the end of its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 @dataclass(frozen=True)

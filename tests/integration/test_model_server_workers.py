@@ -24,6 +24,7 @@ import pytest
 from models.kinds import TrainConfig
 from tasks.train import export_model, train_model
 from tests.conftest import REPO, free_port
+from tests.integration.test_model_server import wait_ready
 
 pytestmark = pytest.mark.integration
 ROW = [0.0] * 64
@@ -61,16 +62,8 @@ def start(model: Path, log: Path, workers: int = 2, port: int | None = None) -> 
             [sys.executable, "-m", "models.serve", "--model-uri", str(model), "--port", str(port),
              "--workers", str(workers)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     server = Workers(f"http://127.0.0.1:{port}", port, proc, log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if wait_ready(server.url, proc, log, READY_TIMEOUT_S):
+        return server
     server.stop()
     raise AssertionError(f"server not ready in time: {log.read_text()[-3000:]}")
 

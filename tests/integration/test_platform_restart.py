@@ -26,6 +26,7 @@ from suite.settings import Settings
 from suite.vault_policy import Purpose
 from tasks.reconcile import free_release_slot
 from tests.conftest import free_ports, prefect_api
+from tests.integration.test_release_slot import take_slot
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +80,7 @@ def test_down_up_keeps_vault_keys_secrets_models_and_deployments(monkeypatch: py
         assert dep.status_code in (200, 201), dep.text
         # a release's slot, held under a lease as by a run the restart then kills
         ensure_concurrency_limit(settings, "keep")
-        held = prefect_api(api, "POST", "/v2/concurrency_limits/increment-with-lease", json={
-            "names": [concurrency_limit("keep")], "slots": 1, "mode": "concurrency",
-            "lease_duration": 300})
-        assert held.status_code == 200, held.text
-        lease = str(held.json()["lease_id"])
+        lease = take_slot(api, "keep")
 
         init = json.loads((vault.vault_dir(settings) / "init.json").read_text())
         assert "root_token" not in init  # revoked after the bootstrap

@@ -27,6 +27,16 @@ def _renew(api: str, lease: str) -> int:
                        json={"lease_duration": 300}).status_code
 
 
+def take_slot(api: str, service: str) -> str:
+    """``service``'s release slot, held as by a run that then died: taken with a lease nobody
+    will renew; its lease id."""
+    resp = prefect_api(api, "POST", "/v2/concurrency_limits/increment-with-lease", json={
+        "names": [concurrency_limit(service)], "slots": 1, "mode": "concurrency",
+        "lease_duration": 300})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["lease_id"])
+
+
 def test_the_intent_records_the_lease_the_run_holds(platform: Settings) -> None:
     from prefect import flow
     from prefect.concurrency.sync import concurrency
@@ -54,12 +64,7 @@ def test_the_intent_records_the_lease_the_run_holds(platform: Settings) -> None:
 def test_a_dead_runs_lease_is_given_back_and_revoked(platform: Settings) -> None:
     api = platform.prefect_api_url
     ensure_concurrency_limit(platform, "orphaned")
-    # the slot as a run that then died holds it: taken with a lease nobody will renew
-    resp = prefect_api(api, "POST", "/v2/concurrency_limits/increment-with-lease", json={
-        "names": [concurrency_limit("orphaned")], "slots": 1, "mode": "concurrency",
-        "lease_duration": 300})
-    assert resp.status_code == 200, resp.text
-    lease = str(resp.json()["lease_id"])
+    lease = take_slot(api, "orphaned")
     assert _active_slots(api, "orphaned") == 1
     free_release_slot(platform, "orphaned", lease)
     assert _active_slots(api, "orphaned") == 0
