@@ -13,6 +13,7 @@ import pytest
 
 from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig
+from models.serve.metrics import ServerMetrics
 from models.serve.runtime import OnnxModel
 from models.validate import onnx_predict
 from tasks.train import Trained
@@ -20,9 +21,10 @@ from tasks.train import Trained
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
 
 
-def run_app(config: ServeConfig, scenario: Scenario, *, load: bool = True) -> None:
+def run_app(config: ServeConfig, scenario: Scenario, *, load: bool = True,
+            metrics: ServerMetrics | None = None) -> None:
     async def main() -> None:
-        state = ServerState(config)
+        state = ServerState(config) if metrics is None else ServerState(config, metrics=metrics)
         if load:
             state.load()
             state.start_batching()

@@ -3,16 +3,15 @@ readiness of several workers, and how many workers ``--workers 0`` picks."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 import pytest
 
-from models.serve.app import ServerState, build_server
 from models.serve.config import ServeConfig, usable_cpus, worker_count
 from models.serve.metrics import ServerMetrics
 from models.serve.tally import Tally
+from tests.unit.models.test_serve_app import run_app
 
 LABELS = 'model="m",version="1"'
 
@@ -82,26 +81,14 @@ def test_ready_only_when_every_worker_is(tmp_path: Path) -> None:
 def test_readyz_waits_for_the_other_workers(tmp_path: Path, sklearn_onnx: Path) -> None:
     mine, other = shared(tmp_path)
 
-    async def main() -> None:
-        state = ServerState(ServeConfig(model_uri=str(sklearn_onnx)), metrics=mine)
-        state.load()
-        state.start_batching()
-        server = build_server(state)
-        await server.start("127.0.0.1", 0)
-        host, port = server.addresses[0]
-        try:
-            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
-                resp = await client.get("/readyz")
-                assert resp.status_code == 503
-                assert resp.json()["status"] == "waiting_for_workers"
-                other.set_ready(True)
-                assert (await client.get("/readyz")).status_code == 200
-        finally:
-            await server.shutdown(5)
-            assert state.batcher is not None
-            await state.batcher.stop()
+    async def scenario(client: httpx.AsyncClient) -> None:
+        resp = await client.get("/readyz")
+        assert resp.status_code == 503
+        assert resp.json()["status"] == "waiting_for_workers"
+        other.set_ready(True)
+        assert (await client.get("/readyz")).status_code == 200
 
-    asyncio.run(main())
+    run_app(ServeConfig(model_uri=str(sklearn_onnx)), scenario, metrics=mine)
 
 
 def test_a_buffer_too_small_for_the_slot_is_refused() -> None:
